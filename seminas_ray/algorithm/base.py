@@ -1,0 +1,122 @@
+"""The ask/tell interface shared by SemiNAS and its baselines (no Ray, no Tune).
+
+An optimizer proposes architectures with ``ask`` and learns their scores with ``tell``. Scores are "higher is
+better" (the Tune adapter negates for ``mode="min"``). ``tell(arch, None)`` records a failed evaluation. Every
+optimizer deduplicates by the space's ``key`` and never asks for the same key twice, so a budget of ``Q`` asks is
+``Q`` distinct queries.
+
+``ask`` may return fewer architectures than requested, or none: SemiNAS returns ``[]`` at a round boundary until
+every architecture of the round has been told and the controller has produced the next round. Whether that
+controller work runs inline (``needs_work`` + ``do_work``) or elsewhere (``make_work`` / ``apply_work``, which the
+Ray searcher runs as a remote task) is the caller's choice; both give identical results.
+"""
+from __future__ import annotations
+
+from abc import ABC
+from abc import abstractmethod
+from typing import Any
+from typing import Generic
+
+from seminas_ray.spaces.base import Arch
+from seminas_ray.spaces.base import SearchSpace
+
+
+class AskTellOptimizer(ABC, Generic[Arch]):
+    """Base class: bookkeeping of asked/told keys; subclasses decide what to propose."""
+
+    name: str = "optimizer"
+
+    def __init__(self, space: SearchSpace[Arch], seed: int = 0) -> None:
+        self.space = space
+        self.seed = int(seed)
+        self._asked: dict[str, Arch] = {}          # key -> arch, in ask order (dicts keep insertion order)
+        self._told: dict[str, float | None] = {}   # key -> score (None = failed)
+
+    # -- public interface --------------------------------------------------------------------------------
+    @abstractmethod
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` new architectures to evaluate (possibly fewer, possibly none)."""
+
+    def tell(self, arch: Arch, score: float | None) -> None:
+        """Record the score of an architecture this optimizer asked for."""
+        key = self.space.key(arch)
+        if key not in self._asked:
+            raise KeyError(f"tell() for an architecture that was never asked: {key}")
+        if key in self._told:
+            raise KeyError(f"tell() twice for the same architecture: {key}")
+        self._told[key] = None if score is None else float(score)
+        self._on_tell(key, arch, self._told[key])
+
+    @property
+    def finished(self) -> bool:
+        """True when the optimizer will never propose anything again."""
+        return False
+
+    def needs_work(self) -> bool:
+        """True when ``ask`` is blocked on heavy work (controller training) that ``do_work`` would perform."""
+        return False
+
+    def do_work(self) -> None:
+        """Perform the pending heavy work inline."""
+        if self.needs_work():
+            self.apply_work(run_work(self.make_work()))
+
+    def make_work(self) -> Any:
+        """A self-contained, picklable description of the pending heavy work (see ``run_work``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no heavy work")
+
+    def apply_work(self, result: Any) -> None:
+        """Install the result of ``run_work(make_work())``."""
+        raise NotImplementedError(f"{type(self).__name__} has no heavy work")
+
+    @property
+    def n_asked(self) -> int:
+        return len(self._asked)
+
+    @property
+    def n_told(self) -> int:
+        return len(self._told)
+
+    def pending_keys(self) -> list[str]:
+        """Keys asked but not yet told."""
+        return [k for k in self._asked if k not in self._told]
+
+    # -- state ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state (numpy arrays allowed at any depth; see ``seminas_ray.utils.state_io``)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "asked": [self.space.to_config(a) for a in self._asked.values()],
+            "told": [[k, v] for k, v in self._told.items()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise ValueError(f"state is for optimizer {state.get('name')!r}, not {self.name!r}")
+        self.seed = int(state["seed"])
+        self._asked = {}
+        for cfg in state["asked"]:
+            arch = self.space.from_config(cfg)
+            self._asked[self.space.key(arch)] = arch
+        self._told = {k: (None if v is None else float(v)) for k, v in state["told"]}
+
+    # -- helpers for subclasses -------------------------------------------------------------------------
+    def _on_tell(self, key: str, arch: Arch, score: float | None) -> None:
+        """Hook for subclasses."""
+
+    def _register(self, arch: Arch) -> bool:
+        """Mark ``arch`` as asked; False when its key was asked before (so the caller must not propose it)."""
+        key = self.space.key(arch)
+        if key in self._asked:
+            return False
+        self._asked[key] = arch
+        return True
+
+    def _is_new(self, key: str) -> bool:
+        return key not in self._asked
+
+
+def run_work(work: Any) -> Any:
+    """Execute a work item produced by ``AskTellOptimizer.make_work`` (a callable with no arguments)."""
+    return work()

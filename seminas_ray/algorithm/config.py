@@ -1,0 +1,187 @@
+"""SemiNAS hyper-parameters, the paper presets, and overrides from the command line or YAML.
+
+Presets (see ``docs/presets.md`` and the spec's table of the two code versions):
+
+- ``paper-2000`` — Dec-2020 code / NeurIPS abstract: N=1100 labelled seeds, M=10,000 pseudo-labelled, 300 new per
+  round, 3 rounds (2,000 queries), hidden 64, MLP 16, pretrain 1000 / train 500 epochs, labelled up-sampling 10,
+  z-score targets with the authors' fixed NB101 mean/std, linear predictor output.
+- ``paper-300`` — Apr-2020 code / arXiv v1 abstract: N=100, M=10,000, 100 new per round, 2 rounds (300 queries),
+  hidden 16, MLP 64, pretrain 10,000 / train 1000 epochs, up-sampling 100, min-max targets with sigmoid output.
+- ``supervised`` — ``paper-2000`` without pseudo-labels (M=0): plain NAO, the paper's ablation.
+
+By default the epoch counts are *maxima* under early stopping on a held-out tenth of the labelled data
+(``schedule="fast"``), which gives the same search quality in minutes on a CPU; ``schedule="exact"`` (CLI
+``--exact-paper-schedule``) trains exactly the paper's epochs, for fidelity on a GPU.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seminas_ray.controller.config import ControllerConfig
+
+TARGET_NORMS = ("zscore-fixed", "zscore", "minmax")
+SCHEDULES = ("fast", "exact")
+
+
+@dataclass
+class SemiNASConfig:
+    """Everything that defines one SemiNAS search (the controller's own settings are nested)."""
+
+    n_seed: int = 1100                 # N: labelled architectures of the seed round
+    n_unlabelled: int = 10_000         # M: architectures pseudo-labelled per round (0 = supervised NAO)
+    n_per_round: int = 300             # new architectures proposed per round
+    n_rounds: int = 3                  # rounds after the seed round
+    top_k: int = 100                   # seeds of gradient-ascent generation
+    up_sample: int = 10                # copies of the labelled data next to the pseudo-labelled data
+    pretrain_epochs: int = 1000        # controller epochs on labelled data (a maximum when schedule="fast")
+    train_epochs: int = 500            # epochs on labelled x up_sample + pseudo-labelled (a maximum when fast)
+    schedule: str = "fast"             # "fast" (early stopping) or "exact" (the paper's fixed epochs)
+    patience: int = 30                 # early-stopping patience in epochs (fast schedule)
+    valid_fraction: float = 0.1        # held-out share of the labelled data for early stopping (fast schedule)
+    target_norm: str = "zscore-fixed"  # "zscore-fixed" (mean/std below), "zscore" (labelled pool), "minmax"
+    target_mean: float = 0.908192301   # the authors' NB101 constants (validation accuracy as a fraction)
+    target_std: float = 0.023961
+    seed_filter: float | None = None   # the paper's ">= 0.90" seed rule; rejected queries are still counted
+    step_size_start: float = 1.0       # gradient-ascent step size eta: start, increment, maximum
+    step_size_increment: float = 1.0
+    max_step_size: float = 100.0
+    fill_with_predicted: bool = True   # if generation finds too few new archs, fill with top predicted unlabelled
+    budget: int | None = None          # total queries; None = n_seed + n_rounds * n_per_round
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.controller, dict):
+            self.controller = ControllerConfig.from_dict(self.controller)
+        self.validate()
+
+    # -- derived ----------------------------------------------------------------------------------------
+    @property
+    def total_queries(self) -> int:
+        """Queries the search will spend (the budget, or the round structure's total)."""
+        if self.budget is not None:
+            return int(self.budget)
+        return self.n_seed + self.n_rounds * self.n_per_round
+
+    @property
+    def effective_rounds(self) -> int:
+        """Rounds after the seed round needed to spend ``total_queries``."""
+        rest = self.total_queries - self.n_seed
+        return max(0, -(-rest // self.n_per_round))
+
+    def validate(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
+
+        for name in ("n_seed", "n_per_round", "top_k", "up_sample", "patience"):
+            positive(name)
+        for name in ("n_unlabelled", "n_rounds", "pretrain_epochs", "train_epochs"):
+            positive(name, allow_zero=True)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.target_norm not in TARGET_NORMS:
+            raise ValueError(f"target_norm must be one of {TARGET_NORMS}, got {self.target_norm!r}")
+        if not 0.0 < self.valid_fraction < 0.5:
+            raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction!r}")
+        if self.target_std <= 0:
+            raise ValueError(f"target_std must be > 0, got {self.target_std!r}")
+        if not 0 < self.step_size_start <= self.max_step_size or self.step_size_increment <= 0:
+            raise ValueError("need 0 < step_size_start <= max_step_size and step_size_increment > 0")
+        if self.budget is not None:
+            if not isinstance(self.budget, int) or isinstance(self.budget, bool):
+                raise ValueError(f"budget must be an integer, got {self.budget!r}")
+            if self.budget < self.n_seed:
+                raise ValueError(
+                    f"budget {self.budget} is below the seed set (n_seed={self.n_seed}): the search needs at least "
+                    f"n_seed queries; lower n_seed (e.g. --set n_seed={max(1, self.budget // 2)}) or raise the budget"
+                )
+
+    # -- (de)serialisation ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["controller"] = self.controller.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SemiNASConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SemiNAS setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**copy.deepcopy(data))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-2000": {},
+    "paper-300": {
+        "n_seed": 100, "n_unlabelled": 10_000, "n_per_round": 100, "n_rounds": 2, "up_sample": 100,
+        "pretrain_epochs": 10_000, "train_epochs": 1000, "target_norm": "minmax",
+        "controller": {"hidden_size": 16, "mlp_hidden_size": 64, "output_activation": "sigmoid"},
+    },
+    "supervised": {"n_unlabelled": 0, "up_sample": 1},
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The overrides that define preset ``name`` on top of the ``SemiNASConfig`` defaults."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"controller.hidden_size=16"`` -> ``{"controller": {"hidden_size": 16}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not of the form key=value")
+    dotted, raw = text.split("=", 1)
+    if not dotted.strip():
+        raise ValueError(f"override {text!r} has an empty key")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    out: dict[str, Any] = {}
+    cursor = out
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return out
+
+
+def build_config(
+    preset_name: str = "paper-2000",
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    **explicit: Any,
+) -> SemiNASConfig:
+    """Preset, then a YAML file, then ``key=value`` overrides, then explicit keyword values (highest wins)."""
+    data = _merge({}, SemiNASConfig().to_dict())
+    data = _merge(data, preset(preset_name))
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
+        data = _merge(data, loaded)
+    for text in overrides or []:
+        data = _merge(data, parse_override(text))
+    data = _merge(data, {k: v for k, v in explicit.items() if v is not None})
+    return SemiNASConfig.from_dict(data)

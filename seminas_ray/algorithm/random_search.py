@@ -1,0 +1,40 @@
+"""Random search: uniform samples from the space, never the same key twice."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from seminas_ray.algorithm.base import AskTellOptimizer
+from seminas_ray.spaces.base import Arch
+from seminas_ray.spaces.base import SearchSpace
+
+
+class RandomSearch(AskTellOptimizer[Arch]):
+    """The NAS baseline every method must beat."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace[Arch], seed: int = 0, max_tries: int = 1000) -> None:
+        super().__init__(space, seed)
+        self._rng = np.random.default_rng(seed)
+        self._max_tries = max_tries
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        out: list[Arch] = []
+        tries = 0
+        while len(out) < n and tries < self._max_tries:
+            for arch in self.space.sample(self._rng, n - len(out)):
+                if self._register(arch):
+                    out.append(arch)
+            tries += 1
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["rng"] = self._rng.bit_generator.state
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._rng.bit_generator.state = state["rng"]

@@ -1,0 +1,240 @@
+"""Ray Tune searchers over the ask/tell optimizers.
+
+``AskTellSearcher`` adapts any ``AskTellOptimizer`` (SemiNAS, random search, regularized evolution) to Tune's
+``Searcher`` API, in the style of ``ray/tune/search/``: a thin adapter over a library that knows nothing of Ray.
+
+- The optimizer's heavy work (a SemiNAS controller round: minutes of training) never runs on Tune's event loop:
+  it is submitted as a Ray task and ``suggest`` returns ``None`` until the round is ready.
+- ``suggest`` returns ``Searcher.FINISHED`` once the query budget is spent or the optimizer is done.
+- ``save``/``restore`` write the whole state (optimizer, controller weights, live trials, evaluation log) as a
+  pickle-free npz file; a controller round in flight at save time is simply recomputed after restore (it is a
+  deterministic function of the saved state), so a restored run ends exactly as an uninterrupted one.
+- metric and mode are constructor arguments because Tune does not pass them when ``param_space`` is empty.
+
+Trial configs look like ``{"arch": <space.to_config(arch)>, "key": <canonical key>}``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+from typing import Callable
+
+from ray.tune.search import Searcher
+
+from seminas_ray.algorithm.base import AskTellOptimizer
+from seminas_ray.algorithm.base import run_work
+from seminas_ray.algorithm.seminas import SemiNAS
+from seminas_ray.utils.state_io import load_state
+from seminas_ray.utils.state_io import save_state
+
+logger = logging.getLogger(__name__)
+
+ARCH_KEY = "arch"
+
+
+class AskTellSearcher(Searcher):
+    """A Tune ``Searcher`` driving an ask/tell optimizer.
+
+    Args:
+        optimizer: the ask/tell optimizer (owns the space and the RNG).
+        metric: the reported metric to optimise (required: Tune does not pass it with an empty ``param_space``).
+        mode: ``"max"`` or ``"min"``.
+        budget: maximum number of distinct architectures to suggest (``None``: until the optimizer finishes).
+        remote_work: run heavy optimizer work as a Ray task (``True``) or inline in ``suggest`` (``False``).
+        work_num_cpus: CPUs requested by the remote work task.
+    """
+
+    def __init__(
+        self,
+        optimizer: AskTellOptimizer,
+        *,
+        metric: str,
+        mode: str = "max",
+        budget: int | None = None,
+        remote_work: bool = True,
+        work_num_cpus: float = 1,
+        callbacks: list[Callable[["AskTellSearcher", str], None]] | None = None,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if not metric:
+            raise ValueError("metric is required (Tune does not pass it to searchers when param_space is empty)")
+        if budget is not None and budget < 1:
+            raise ValueError(f"budget must be a positive integer, got {budget!r}")
+        super().__init__(metric=metric, mode=mode)
+        self.optimizer = optimizer
+        self.budget = budget
+        self.remote_work = remote_work
+        self.work_num_cpus = work_num_cpus
+        self._live: dict[str, str] = {}          # trial_id -> key
+        self.evaluations: list[dict[str, Any]] = []
+        self._work_ref: Any = None
+        self._work_started: float | None = None
+        self.best_value: float | None = None
+        # progress hooks (printing, rounds.csv, dashboard metrics): called with (searcher, "trial" | "round")
+        self.callbacks = list(callbacks or [])
+
+    # -- Tune API ---------------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        # metric/mode from the constructor win; we accept Tune's only when none were given
+        if metric and not self._metric:
+            self._metric = metric
+        if mode and not self._mode:
+            self._mode = mode
+        return True
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return False  # let Tune's ConcurrencyLimiter enforce it
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self._budget_spent() or self.optimizer.finished:
+            return Searcher.FINISHED
+        self._poll_work()
+        archs = self.optimizer.ask(1)
+        if not archs:
+            if self.optimizer.finished:
+                return Searcher.FINISHED
+            if self.optimizer.needs_work():
+                self._start_work()
+            return None
+        arch = archs[0]
+        space = self.optimizer.space
+        key = space.key(arch)
+        self._live[trial_id] = key
+        return {ARCH_KEY: space.to_config(arch), "key": key}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self._live.pop(trial_id, None)
+        if key is None:
+            logger.warning("on_trial_complete for unknown trial %s (ignored)", trial_id)
+            return
+        value = None if (error or not result) else result.get(self._metric)
+        score = None
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            score = float(value) if self._mode == "max" else -float(value)
+        arch = self.optimizer._asked[key]
+        record = {"query": len(self.evaluations) + 1, "trial_id": trial_id, "key": key, self._metric: value,
+                  "error": bool(error), "round": getattr(self.optimizer, "round", 0),
+                  "predicted": self._predicted(arch), "time": time.time()}
+        if result:
+            record.update({k: v for k, v in result.items() if k in self.extra_result_keys})
+        self.evaluations.append(record)
+        self.optimizer.tell(arch, score)
+        if score is not None and (self.best_value is None or score > self._signed(self.best_value)):
+            self.best_value = float(value)
+        self._notify("trial")
+        if self.optimizer.needs_work():
+            self._start_work()  # start the next round now rather than at the next suggest()
+
+    # result fields copied into the evaluation log besides the metric (tasks may extend this)
+    extra_result_keys: tuple[str, ...] = ("test_metric", "repeat", "in_benchmark", "eval_seconds")
+
+    def _signed(self, value: float) -> float:
+        return value if self._mode == "max" else -value
+
+    def _notify(self, event: str) -> None:
+        for callback in self.callbacks:
+            try:
+                callback(self, event)
+            except Exception:  # a broken progress hook must not kill the search
+                logger.exception("searcher callback %r failed", callback)
+
+    # -- heavy work off the event loop ------------------------------------------------------------------
+    def _start_work(self) -> None:
+        if self._work_ref is not None:
+            return
+        work = self.optimizer.make_work()
+        self._work_started = time.perf_counter()
+        if not self.remote_work:
+            self._apply(run_work(work))
+            return
+        import ray
+
+        task = ray.remote(num_cpus=self.work_num_cpus, max_retries=2)(run_work).options(name="controller_round")
+        self._work_ref = task.remote(work)
+
+    def _poll_work(self) -> None:
+        if self._work_ref is None:
+            return
+        import ray
+
+        ready, _ = ray.wait([self._work_ref], timeout=0)
+        if ready:
+            result = ray.get(self._work_ref)
+            self._work_ref = None
+            self._apply(result)
+
+    def _apply(self, result: Any) -> None:
+        self.optimizer.apply_work(result)
+        if self._work_started is not None and getattr(self.optimizer, "rounds_log", None):
+            self.optimizer.rounds_log[-1]["wall_seconds"] = round(time.perf_counter() - self._work_started, 3)
+        self._work_started = None
+        self._notify("round")
+
+    def wait_for_work(self, timeout: float | None = None) -> None:
+        """Block until a pending remote round has finished and been applied (used by tests and the CLI)."""
+        if self._work_ref is None:
+            return
+        import ray
+
+        ray.wait([self._work_ref], timeout=timeout)
+        self._poll_work()
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _budget_spent(self) -> bool:
+        return self.budget is not None and self.optimizer.n_asked >= self.budget
+
+    def _predicted(self, arch: Any) -> float | None:
+        if isinstance(self.optimizer, SemiNAS):
+            return self.optimizer.predicted_score(arch)
+        return None
+
+    @property
+    def n_queries(self) -> int:
+        """Distinct architectures suggested so far (each is one benchmark query)."""
+        return self.optimizer.n_asked
+
+    # -- state ------------------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "live": dict(self._live),
+            "evaluations": list(self.evaluations),
+            "metric": self._metric,
+            "mode": self._mode,
+            "budget": self.budget,
+            "best_value": self.best_value,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._live = dict(state["live"])
+        self.evaluations = list(state["evaluations"])
+        self._metric, self._mode, self.budget = state["metric"], state["mode"], state["budget"]
+        self.best_value = state.get("best_value")
+        self._work_ref = None  # a round in flight is recomputed (deterministically) on the next suggest()
+
+    def save(self, checkpoint_path: str) -> None:
+        save_state(checkpoint_path, self.get_state())
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(load_state(checkpoint_path))
+
+
+class SemiNASSearcher(AskTellSearcher):
+    """The SemiNAS searcher: ``AskTellSearcher`` over a ``SemiNAS`` optimizer built from a space and a config.
+
+    Example::
+
+        searcher = SemiNASSearcher(space, config=build_config("paper-300"), metric="val_acc", mode="max", seed=0)
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                                                  max_concurrent_trials=2, reuse_actors=True))
+    """
+
+    def __init__(self, space: Any, *, config: Any = None, seed: int = 0, metric: str, mode: str = "max",
+                 pseudo_labeler: Any = None, **kwargs: Any) -> None:
+        optimizer = SemiNAS(space, config=config, seed=seed, pseudo_labeler=pseudo_labeler)
+        kwargs.setdefault("budget", optimizer.total)
+        super().__init__(optimizer, metric=metric, mode=mode, **kwargs)

@@ -1,0 +1,374 @@
+"""The embedded default speech corpus: committed English sentences spoken by eSpeak NG, in the LJSpeech layout.
+
+LJSpeech (24 h of one reader) cannot ship with the project and is not downloaded at run time, so the task builds
+its own corpus offline: the first ``n`` sentences of ``sentences/wordnet_examples.txt`` are synthesised with
+eSpeak NG (voice ``en-us+klatt3``, the one pocketsphinx can read; the default formant voices are unintelligible to
+it), with per-utterance jitter on speed (U[150, 190] wpm), pitch (U[35, 65]) and word gap ({0, 0, 1, 2} x 10 ms)
+drawn from the seed. The result is a folder with ``metadata.csv``, ``wavs/`` (22,050 Hz mono 16-bit), ``synth_params.csv``
+and ``corpus.json``, loaded with ``LJSpeechCorpus`` like the real thing.
+
+eSpeak NG comes from the PyPI wheel ``espeakng-loader`` (libespeak-ng 1.52 plus its data), driven through ctypes, so
+no system package is needed. The library keeps global state between utterances (F0 flutter phase, noise and filter
+memories), so the same text sounds slightly different depending on what was said before it. To make the corpus
+bit-for-bit reproducible, utterances are synthesised in fixed shards of ``SHARD_SIZE``, each in a fresh process.
+
+A build is atomic: it fills a temporary folder and renames it into place, so an interrupted build never leaves a
+partial corpus where a finished one is expected.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seminas_ray import settings
+from seminas_ray.tasks.tts import text as tts_text
+from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE, HardSentence, LJSpeechCorpus, write_wav
+
+CORPUS_FORMAT_VERSION = 1  # bump when the layout or the synthesis recipe changes: it is part of the cache key
+DEFAULT_SIZE = 1200  # 1,000 train + 100 valid + 100 test in the low-resource split
+DEFAULT_VOICE = "en-us+klatt3"
+SPEED_RANGE = (150, 190)  # words per minute, inclusive
+PITCH_RANGE = (35, 65)  # eSpeak pitch 0-99, inclusive
+WORD_GAPS = (0, 0, 1, 2)  # extra pause between words in units of 10 ms; 0 twice = half the utterances have none
+SHARD_SIZE = 50  # utterances per fresh synthesis process (part of the cache key: it fixes the audio bit for bit)
+SENTENCES_DIR = Path(__file__).resolve().parent / "sentences"
+SENTENCES_FILE = SENTENCES_DIR / "wordnet_examples.txt"
+HARD_SENTENCES_FILE = SENTENCES_DIR / "hard_sentences.tsv"
+
+# eSpeak NG C API constants (speak_lib.h)
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 0x1
+_ENDPAUSE = 0x1000
+_PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
+
+
+def load_sentences(path: str | Path = SENTENCES_FILE) -> list[str]:
+    """The committed corpus sentences, one per line, in their shuffled file order (see ``sentences/README.md``)."""
+    path = Path(path)
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    sentences = [line for line in lines if line]
+    if not sentences:
+        raise ValueError(f"{path} holds no sentences")
+    return sentences
+
+
+def load_hard_sentences(path: str | Path = HARD_SENTENCES_FILE) -> list[HardSentence]:
+    """The robustness sentences (``id<TAB>category<TAB>text`` lines), each with its ``text.expand`` form."""
+    path = Path(path)
+    result = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(f.strip() for f in fields):
+            raise ValueError(f"{path}:{line_number}: expected 'id<TAB>category<TAB>text', got {line[:80]!r}")
+        uid, category, sentence = (f.strip() for f in fields)
+        result.append(HardSentence(uid, category, sentence, tts_text.expand(sentence)))
+    if not result:
+        raise ValueError(f"{path} holds no hard sentences")
+    return result
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """The eSpeak settings of one utterance (written to ``synth_params.csv``)."""
+
+    id: str
+    speed: int
+    pitch: int
+    word_gap: int
+
+
+def draw_synth_params(ids: Sequence[str], seed: int) -> list[SynthParams]:
+    """Per-utterance jitter; utterance ``i`` uses its own generator ``(seed, i)``, so a corpus of n is a prefix of one of 2n."""
+    params = []
+    for i, uid in enumerate(ids):
+        rng = np.random.default_rng([seed, i])
+        speed = int(rng.integers(SPEED_RANGE[0], SPEED_RANGE[1] + 1))
+        pitch = int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1))
+        gap = int(WORD_GAPS[int(rng.integers(len(WORD_GAPS)))])
+        params.append(SynthParams(uid, speed, pitch, gap))
+    return params
+
+
+class ESpeak:
+    """In-process eSpeak NG synthesiser (ctypes over the ``espeakng-loader`` wheel); one per process.
+
+    The library is a process-wide singleton with state that carries across utterances, so callers that need
+    reproducible audio run it in a fresh process (see ``synthesize_to_folder``).
+    """
+
+    def __init__(self, voice: str = DEFAULT_VOICE):
+        try:
+            import espeakng_loader
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "the offline TTS corpus needs eSpeak NG from PyPI: pip install espeakng-loader"
+            ) from err
+        self.voice = voice
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib = self._lib
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_SetParameter.restype = ctypes.c_int
+        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        self.sample_rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+        )
+        if self.sample_rate != SAMPLE_RATE:
+            raise RuntimeError(f"eSpeak NG initialised at {self.sample_rate} Hz, expected {SAMPLE_RATE} Hz")
+        self.version = lib.espeak_Info(None).decode().split()[0]
+        self._chunks: list[np.ndarray] = []
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+        self._callback = callback_type(self._collect)  # keep a reference: the library calls it later
+        lib.espeak_SetSynthCallback(self._callback)
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"eSpeak NG has no voice {voice!r} (try 'en-us+klatt3' or 'en-us')")
+
+    def _collect(self, wav, num_samples: int, events) -> int:
+        if num_samples > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0 = keep synthesising
+
+    def synthesize(self, sentence: str, speed: int = 170, pitch: int = 50, word_gap: int = 0) -> np.ndarray:
+        """int16 samples at 22,050 Hz of ``sentence`` spoken at ``speed`` wpm, ``pitch`` 0-99 and ``word_gap`` x 10 ms."""
+        lib = self._lib
+        for parameter, value in ((_PARAM_RATE, speed), (_PARAM_PITCH, pitch), (_PARAM_WORDGAP, word_gap)):
+            if lib.espeak_SetParameter(parameter, int(value), 0) != 0:
+                raise ValueError(f"eSpeak NG rejected parameter {parameter}={value}")
+        self._chunks = []
+        data = sentence.encode("utf-8")
+        status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+        if status != 0:
+            raise RuntimeError(f"eSpeak NG failed (status {status}) on {sentence!r}")
+        samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        if samples.size == 0 or not np.any(samples):
+            raise ValueError(f"eSpeak NG produced no audio for {sentence!r}")
+        return samples.astype(np.int16, copy=False)
+
+
+def espeak_version() -> str:
+    """The eSpeak NG library version, e.g. ``1.52.0`` (loading the library does not touch any synthesis state)."""
+    import espeakng_loader
+
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Info.argtypes = [ctypes.c_void_p]
+    lib.espeak_Info.restype = ctypes.c_char_p
+    return lib.espeak_Info(None).decode().split()[0]
+
+
+def _synth_shard(job: tuple[str, str, list[tuple[str, str, int, int, int]]]) -> list[tuple[str, int]]:
+    """Worker: synthesise one shard into ``<folder>/wavs`` in a fresh process; returns (id, samples) pairs."""
+    voice, folder, items = job
+    engine = ESpeak(voice)
+    out = []
+    for uid, sentence, speed, pitch, gap in items:
+        samples = engine.synthesize(sentence, speed, pitch, gap)
+        write_wav(Path(folder) / "wavs" / f"{uid}.wav", samples, engine.sample_rate)
+        out.append((uid, int(samples.size)))
+    return out
+
+
+def synthesize_to_folder(
+    sentences: Sequence[str],
+    params: Sequence[SynthParams],
+    folder: str | Path,
+    *,
+    voice: str = DEFAULT_VOICE,
+    workers: int | None = None,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Synthesise ``sentences[i]`` with ``params[i]`` into ``folder/wavs/<id>.wav``; returns samples per id.
+
+    Shards of ``SHARD_SIZE`` run in fresh spawned processes (``workers`` at a time, default: the CPU count, at most 4),
+    so the audio does not depend on the worker count or on anything synthesised before in this process.
+    ``on_progress(done, total)`` is called after each shard (for progress reporting; an exception raised there aborts).
+    """
+    from tqdm.auto import tqdm
+
+    if len(sentences) != len(params):
+        raise ValueError(f"{len(sentences)} sentences but {len(params)} parameter sets")
+    (Path(folder) / "wavs").mkdir(parents=True, exist_ok=True)
+    rows = [(p.id, s, p.speed, p.pitch, p.word_gap) for s, p in zip(sentences, params)]
+    jobs = [(voice, str(folder), rows[i:i + SHARD_SIZE]) for i in range(0, len(rows), SHARD_SIZE)]
+    workers = max(1, min(workers or min(os.cpu_count() or 1, 4), len(jobs)))
+    lengths: dict[str, int] = {}
+    ctx = multiprocessing.get_context("spawn")  # never fork: a forked child would inherit eSpeak state
+    with ctx.Pool(workers, maxtasksperchild=1) as pool, tqdm(
+        total=len(rows), desc="synthesising speech", unit="utt", disable=not progress
+    ) as bar:
+        for shard in pool.imap_unordered(_synth_shard, jobs):
+            lengths.update(shard)
+            bar.update(len(shard))
+            if on_progress is not None:
+                on_progress(len(lengths), len(rows))
+    return lengths
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _recipe(kind: str, ids: Sequence[str], sentences: Sequence[str], seed: int, voice: str) -> dict:
+    """Everything that determines the corpus bytes; its hash names the cache folder."""
+    return {
+        "format_version": CORPUS_FORMAT_VERSION,
+        "kind": kind,
+        "n": len(ids),
+        "seed": seed,
+        "voice": voice,
+        "speed_range": list(SPEED_RANGE),
+        "pitch_range": list(PITCH_RANGE),
+        "word_gaps": list(WORD_GAPS),
+        "shard_size": SHARD_SIZE,
+        "sample_rate": SAMPLE_RATE,
+        "ids_sha256": _sha256("\n".join(ids).encode()),
+        "sentences_sha256": _sha256("\n".join(sentences).encode()),
+    }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _build(
+    kind: str,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    seed: int,
+    voice: str,
+    root: Path | None,
+    workers: int | None,
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None,
+) -> LJSpeechCorpus:
+    """Build (or reuse) an LJSpeech-layout corpus of ``texts``; ``metadata.csv`` holds ``id|text|expand(text)``."""
+    for uid, sentence in zip(ids, texts):
+        if "|" in sentence or "\n" in sentence or not sentence.strip():
+            raise ValueError(f"sentence for {uid} cannot go into metadata.csv (empty, '|' or newline): {sentence!r}")
+    spoken = [tts_text.expand(t) for t in texts]  # eSpeak says exactly what the model reads
+    recipe = _recipe(kind, ids, spoken, seed, voice)
+    key = _sha256(json.dumps(recipe, sort_keys=True).encode())[:16]
+    parent = Path(root) if root is not None else settings.cache_dir("tts")
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / f"{kind}-{len(ids)}-{key}"
+    if final.is_dir():
+        return LJSpeechCorpus(final)
+    for stale in parent.glob(f".{final.name}.tmp-*"):  # left by a killed build: its process is gone
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        started = time.perf_counter()
+        params = draw_synth_params(ids, seed)
+        lengths = synthesize_to_folder(
+            spoken, params, tmp, voice=voice, workers=workers, progress=progress, on_progress=on_progress
+        )
+        with open(tmp / "metadata.csv", "w", encoding="utf-8", newline="\n") as handle:
+            for uid, sentence, said in zip(ids, texts, spoken):
+                handle.write(f"{uid}|{sentence}|{said}\n")
+        with open(tmp / "synth_params.csv", "w", encoding="utf-8", newline="\n") as handle:
+            handle.write("id,voice,speed,pitch,word_gap,num_samples\n")
+            for p in params:
+                handle.write(f"{p.id},{voice},{p.speed},{p.pitch},{p.word_gap},{lengths[p.id]}\n")
+        manifest = dict(recipe, key=key, espeak_version=espeak_version(),
+                        total_seconds=round(sum(lengths.values()) / SAMPLE_RATE, 3),
+                        build_seconds=round(time.perf_counter() - started, 3))
+        (tmp / "corpus.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # not "someone else finished first": a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a successful rename tmp no longer exists
+    return LJSpeechCorpus(final)
+
+
+def corpus_ids(n: int, prefix: str = "ES001") -> list[str]:
+    """LJSpeech-style ids ``ES001-0000``, ``ES001-0001``, ... ."""
+    return [f"{prefix}-{i:04d}" for i in range(n)]
+
+
+def build_corpus(
+    n: int = DEFAULT_SIZE,
+    seed: int = 0,
+    voice: str = DEFAULT_VOICE,
+    *,
+    sentences: Sequence[str] | None = None,
+    root: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LJSpeechCorpus:
+    """The synthetic LJSpeech-layout corpus of the first ``n`` sentences, built once and cached.
+
+    It is cached under ``settings.cache_dir("tts")`` (or ``root``) in a folder named by a hash of everything that
+    determines its bytes: the sentences, ``seed``, ``voice``, the jitter ranges and the format version. A second call
+    returns the cached corpus at once. ``sentences`` defaults to the committed WordNet list (3,000 sentences).
+    About 6 ms of synthesis per utterance, plus about 0.3 s to start each shard's process.
+    """
+    pool = list(sentences) if sentences is not None else load_sentences()
+    if not 1 <= n <= len(pool):
+        raise ValueError(f"corpus size n={n} must be between 1 and the {len(pool)} sentences available")
+    if n > 9999:
+        raise ValueError(f"corpus size n={n} exceeds the 4-digit id range")
+    return _build("espeak", corpus_ids(n), pool[:n], seed, voice,
+                  Path(root) if root is not None else None, workers, progress, on_progress)
+
+
+def build_hard_corpus(
+    seed: int = 0,
+    voice: str = DEFAULT_VOICE,
+    *,
+    hard: Sequence[HardSentence] | None = None,
+    root: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> LJSpeechCorpus:
+    """eSpeak reference audio for the hard sentences (ids ``HARD-000`` ...), cached like ``build_corpus``.
+
+    The paper's hard sentences are text only. Here a reference recording is available, and it gives the
+    robustness checks a ground truth: the expected length for the length ratio, and the recogniser's own errors.
+    """
+    hard = list(hard) if hard is not None else load_hard_sentences()
+    return _build("hard", [h.id for h in hard], [h.text for h in hard], seed, voice,
+                  Path(root) if root is not None else None, workers, progress, None)
+
+
+def read_synth_params(corpus: LJSpeechCorpus) -> list[dict[str, str]]:
+    """Rows of a synthetic corpus's ``synth_params.csv`` (id, voice, speed, pitch, word_gap, num_samples)."""
+    import csv
+
+    path = corpus.root / "synth_params.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {corpus.root} is not a corpus built by build_corpus")
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))

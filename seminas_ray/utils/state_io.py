@@ -1,0 +1,96 @@
+"""Save and load nested state (dicts/lists of JSON values and numpy arrays) without pickle.
+
+The state is written as one ``.npz`` file: every array becomes an entry ``a<i>``, and the nested structure, with
+arrays replaced by ``{"__ndarray__": "a<i>"}``, is stored as UTF-8 JSON in the entry ``__state__``. Loading uses
+``np.load(allow_pickle=False)``, so a state file can never execute code. Writes are atomic (temp file, then
+``os.replace``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_REF = "__ndarray__"
+
+
+def _pack(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor, without importing torch here
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {_REF: name}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {str(k): _pack(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_pack(v, arrays) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot save object of type {type(obj).__name__} in a state file")
+
+
+def _unpack(obj: Any, arrays: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_REF}:
+            return arrays[obj[_REF]]
+        return {k: _unpack(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v, arrays) for v in obj]
+    return obj
+
+
+def dumps_state(state: Any) -> bytes:
+    """Serialise ``state`` to bytes (npz container)."""
+    arrays: dict[str, np.ndarray] = {}
+    meta = json.dumps(_pack(state, arrays), allow_nan=True).encode("utf-8")
+    buffer = io.BytesIO()
+    np.savez(buffer, __state__=np.frombuffer(meta, dtype=np.uint8), **arrays)
+    return buffer.getvalue()
+
+
+def loads_state(data: bytes, source: str = "<bytes>") -> Any:
+    """Inverse of ``dumps_state``."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zipfile/numpy errors: say which file is bad
+        raise ValueError(f"{source} is not a valid state file: {exc}") from exc
+    if "__state__" not in arrays:
+        raise ValueError(f"{source} is not a valid state file: no __state__ entry")
+    meta = json.loads(arrays.pop("__state__").tobytes().decode("utf-8"))
+    return _unpack(meta, arrays)
+
+
+def save_state(path: str | os.PathLike[str], state: Any) -> Path:
+    """Atomically write ``state`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = dumps_state(state)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_state(path: str | os.PathLike[str]) -> Any:
+    """Read a state written by ``save_state``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"state file {path} does not exist")
+    return loads_state(path.read_bytes(), source=str(path))

@@ -1,0 +1,61 @@
+"""`experiments/run.py --task nasbench` end to end (subprocess), its results folder and its errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(REPO / "experiments" / "run.py")]
+TINY = ["--set", "n_seed=30", "--set", "n_unlabelled=500", "--set", "n_per_round=20", "--set", "n_rounds=2",
+        "--set", "pretrain_epochs=60", "--set", "train_epochs=20"]
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    return subprocess.run(RUN + list(args), capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def test_nasbench_run_writes_an_honest_results_folder(data_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("--task", "nasbench", "--benchmark", "nb201", "--dataset", "cifar10", "--preset", "paper-300",
+                   *TINY, "--seed", "0", "--out", str(out), "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    evals = pd.read_csv(out / "evaluations.csv")
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert report["n_queries"] == len(evals) == evals["key"].nunique() == 70
+    assert report["best"]["key"] == evals.loc[evals["search_value"].idxmax(), "key"]
+    assert report["best"]["rank"] == evals["rank"].min()
+    assert report["best"]["test_value"] is not None and "top" in report["best"]["rank_text"]
+    assert len(rounds) == 2 and (rounds["controller_seconds"] > 0).all()
+    assert (out / "search_curve.png").stat().st_size > 1000 and (out / "config.yaml").is_file()
+    assert "[round 1]" in proc.stdout and "results in" in proc.stdout
+
+    # the same folder again is refused, and nothing in it is touched
+    before = (out / "report.json").read_bytes()
+    again = run_cli("--task", "nasbench", "--benchmark", "nb201", "--out", str(out))
+    assert again.returncode == 2 and "already holds" in again.stderr
+    assert (out / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "imagenet"], "unknown task"),
+        (["--task", "nasbench", "--preset", "paper-9"], "unknown preset"),
+        (["--task", "nasbench", "--preset", "paper-300", "--budget", "10"], "below the seed set"),
+        (["--task", "nasbench", "--data", "/nonexistent/table.npz"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line(data_dir, tmp_path, args, message):
+    proc = run_cli(*args, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
