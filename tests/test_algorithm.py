@@ -156,7 +156,8 @@ def test_seed_filter_queries_are_counted(nb201):
 
 
 def test_nasbench_config_adapts_units(nb201):
-    cfg = seminas_config(nb201, "paper-300")
+    assert seminas_config(nb201, "paper-300").target_norm == "minmax"  # the Apr-2020 code's own normalisation
+    cfg = seminas_config(nb201, "paper-2000")
     assert cfg.target_norm == "zscore"  # NB201 is in percent: the authors' NB101 constants do not apply
     with pytest.raises(ValueError, match="exceeds"):
         seminas_config(nb201, "paper-300", budget=20000)

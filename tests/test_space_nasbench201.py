@@ -102,6 +102,8 @@ def test_sampling_is_uniform_and_seeded() -> None:
     a = SPACE.sample(np.random.default_rng(1), 6000)
     b = SPACE.sample(np.random.default_rng(1), 6000)
     assert a == b
+    assert len({c.index for c in a}) == 6000  # distinct while n <= 15,625
+    assert len(SPACE.sample(np.random.default_rng(1), 20_000)) == 20_000  # beyond that, with replacement
     counts = np.bincount(SPACE.encode_many(a).ravel(), minlength=6)[1:]
     # 36,000 op draws over 5 ops: each share within 1.5 points of 20%
     assert np.all(np.abs(counts / counts.sum() - 0.2) < 0.015), counts
@@ -128,6 +130,7 @@ def test_restricted_space_only_proposes_members() -> None:
     assert len(space) == len(set(keys))
     assert (space.seq_len, space.vocab_size) == (6, 6)
     assert all(SPACE.key(c) in set(keys) for c in space.sample(rng, 200))
+    assert {SPACE.key(c) for c in space.sample(rng, len(space))} == set(keys)  # n <= members: distinct
     outsider = next(c for c in all_cells() if SPACE.key(c) not in set(keys))
     assert not space.is_valid(outsider) and SPACE.is_valid(outsider)
     assert space.decode(SPACE.encode(outsider)) is None

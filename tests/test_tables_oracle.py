@@ -386,7 +386,7 @@ def test_report_rank_and_regret_on_nb201(nb201_csv_path: Path) -> None:
     space = t.space
     for cell in space.sample(np.random.default_rng(0), 100):
         oracle.query(cell)
-    with pytest.raises(BudgetExhausted):  # 100 draws repeat some cells, so spend the rest first
+    with pytest.raises(BudgetExhausted):  # any new cell after 100 distinct ones is refused
         while True:
             oracle.query(space.sample(np.random.default_rng(oracle.n_queries), 1)[0])
     rep = oracle.report()

@@ -277,18 +277,18 @@ def test_toy_training_raises_dfr_and_lowers_loss():
     net = Supernet(cfg)
     space = TTSSpace()
     pool = space.sample(np.random.default_rng(0), 3)
-    train = make_batches(toy_corpus(96, 0), cfg.r, batch_size=16, rng=np.random.default_rng(0))
+    train = make_batches(toy_corpus(72, 0), cfg.r, batch_size=12, rng=np.random.default_rng(0))
     valid = make_batches(toy_corpus(24, 1), cfg.r, batch_size=12)
     before = score_archs(net, pool, valid, cfg)
     opt = make_optimizer(net, cfg)
     sched = make_scheduler(opt, cfg)
-    summary = train_steps(net, train, 240, opt, sched, cfg, arch_sampler=uniform_arch_sampler(pool, seed=0))
-    assert summary["steps"] == 240
+    summary = train_steps(net, train, 120, opt, sched, cfg, arch_sampler=uniform_arch_sampler(pool, seed=0))
+    assert summary["steps"] == 120
     after = score_archs(net, pool, valid, cfg)
     for b, a in zip(before, after):
         assert 0.0 <= b["dfr"] <= 1.0 and 0.0 <= a["dfr"] <= 1.0
         assert a["dfr"] > b["dfr"] + 0.3, (b, a)
-        assert a["loss"] < 0.6 * b["loss"], (b, a)
+        assert a["loss"] < 0.75 * b["loss"], (b, a)
         assert a["loss_mel"] < b["loss_mel"]
     # scoring is deterministic (seeded prenet dropout) and leaves the global RNG alone
     state = torch.get_rng_state()

@@ -49,10 +49,13 @@ def _arch_json(table: Table, key: str) -> str:
 def cmd_info(table: Table, load_s: float) -> int:
     """Print size, metrics, repeats and the best architecture."""
     info = table.info()
-    share = f" ({100.0 * len(table) / table.space_size:.2f}% of {table.space_size:,})" if table.is_subset else ""
+    pct = 100.0 * len(table) / table.space_size
+    share = f" ({pct:.2f}% of {table.space_size:,})" if pct >= 0.1 else f" ({pct:.2g}% of {table.space_size:,})"
+    share = share if table.is_subset else ""
     rows: list[tuple[str, Any]] = [
         ("table", info["name"]),
         ("file", info["path"]),
+        *([("converted from", info["source"])] if "source" in info else []),
         ("kind", f"{info['kind']} ({info['benchmark']})"),
         ("architectures", f"{len(table):,}{share}"),
         ("subset", "yes: archs outside are 'not in this benchmark'" if table.is_subset else "no: complete space"),

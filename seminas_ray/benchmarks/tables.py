@@ -86,7 +86,7 @@ class Table:
 
     Subclasses fill ``_keys``, ``_search`` ``[N, R]``, ``_test`` ``[N, R]`` or ``None`` and ``_columns`` (extra
     per-row columns reported by :meth:`record`) via :meth:`_finish_init`, and implement ``space``, :meth:`arch`
-    and :meth:`_verify_rows`.
+    and :meth:`_verify_row` (or :meth:`_verify_problems` for a vectorised check).
     """
 
     benchmark: str = ""  # "nb101" | "nb201"
@@ -336,6 +336,9 @@ class Table:
             "best_test": test,
             "best_arch": self.space.describe(self.arch(key)),
         }
+        source = getattr(self, "metadata", {}).get("source")
+        if isinstance(source, dict) and source.get("path"):
+            out["source"] = source["path"]  # the tfrecord a converted table came from
         if self._best_test_index is not None:
             tkey, _, tval = self.best(by="test")
             out["best_test_key"] = tkey
@@ -453,7 +456,7 @@ class NB101Table(_NB101Base):
         metric = f"val_acc_{self.epochs}"
         missing = [c for c in NB101_NPZ_REQUIRED if c not in arrays]
         if metric not in arrays and f"{metric}_runs" not in arrays:
-            hint = f"; epoch budgets in the file: {budgets} (choose one with epochs=...)" if budgets else ""
+            hint = f"; epoch budgets in the file: {budgets} (choose one with epochs=... / --epochs)" if budgets else ""
             missing.append(f"{metric} (or {metric}_runs){hint}")
         if missing:
             raise TableFormatError(

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 from typing import Iterable
 from typing import Sequence
-from operator import methodcaller
 
 import numpy as np
 
@@ -298,7 +298,13 @@ def hash_module(matrix: np.ndarray | Sequence[Sequence[int]], labeling: Sequence
     for _ in range(n):
         hashes = [
             _md5(
-                f"{''.join(sorted([hashes[w] for w in i]))}|{''.join(sorted([hashes[w] for w in o]))}|{hashes[v]}".encode()
+                (
+                    "".join(sorted([hashes[w] for w in i]))
+                    + "|"
+                    + "".join(sorted([hashes[w] for w in o]))
+                    + "|"
+                    + hashes[v]
+                ).encode()
             ).hexdigest()
             for v, i, o in plan
         ]
@@ -321,7 +327,7 @@ def nb101_hash(matrix: np.ndarray | Sequence[Sequence[int]], ops: Sequence[str])
 
 _DIGEST = methodcaller("digest")
 #: byte -> its two lower-case hex characters, as a little-endian uint16 (so a gather yields ASCII in order).
-_HEX_PAIRS = np.array([int.from_bytes(f"{b:02x}".encode(), "little") for b in range(256)], dtype=np.uint16)
+_HEX_PAIRS = np.array([int.from_bytes(f"{b:02x}".encode(), "little") for b in range(256)], dtype="<u2")
 #: _EARLIER[v, w]: w has a smaller index than v (tie-break between equal hashes).
 _EARLIER = np.tril(np.ones((MAX_VERTICES, MAX_VERTICES), dtype=bool), -1)
 
@@ -360,19 +366,51 @@ def _hash_order(digests: np.ndarray) -> np.ndarray:
     return order
 
 
-def _sorted_ranks(rank_flat: np.ndarray, neighbours: np.ndarray, row_offset: np.ndarray, n: int) -> np.ndarray:
-    """Ranks of each row's neighbours in ascending order: [m, d] from flat neighbour ids (d >= 1).
+def _sorted_rows(values: np.ndarray, neighbours: np.ndarray, bound: int) -> np.ndarray:
+    """``values`` of each row's neighbours in ascending order: [m, d] from flat neighbour ids (d >= 1, values in
+    ``0..bound-1``).
 
-    Sorting tiny rows one by one is slow, so rows are offset by ``row * n`` and sorted as one flat array.
+    Sorting tiny rows one by one is slow, so rows are offset by ``row * bound`` and sorted as one flat array.
     """
-    ranks = np.take(rank_flat, neighbours)
-    d = ranks.shape[1]
+    picked = np.take(values, neighbours)
+    m, d = picked.shape
     if d == 1:
-        return ranks
+        return picked
     if d == 2:
-        first, second = ranks[:, :1], ranks[:, 1:]
+        first, second = picked[:, :1], picked[:, 1:]
         return np.concatenate([np.minimum(first, second), np.maximum(first, second)], axis=1)
-    return np.sort((ranks + row_offset).reshape(-1)).reshape(ranks.shape) - row_offset
+    offset = (np.arange(m, dtype=np.int64) * bound)[:, None]
+    return np.sort((picked + offset).reshape(-1)).reshape(m, d) - offset
+
+
+def _messages(
+    vid: np.ndarray,
+    base: np.ndarray,
+    ins: np.ndarray | None,
+    outs: np.ndarray | None,
+    rank_flat: np.ndarray,
+    sorted_hex64: np.ndarray,
+    hex64: np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """WL messages ``sorted in-hashes | sorted out-hashes | own hash`` of vertices ``vid`` ([m, L] uint8)."""
+    m = vid.shape[0]
+    d_in = 0 if ins is None else ins.shape[1]
+    d_out = 0 if outs is None else outs.shape[1]
+    message = np.empty((m, 32 * (d_in + d_out + 1) + 2), dtype=np.uint8)
+    cut = 32 * d_in
+    if ins is not None:
+        ranks = _sorted_rows(rank_flat, ins, n)
+        message[:, :cut] = np.take(sorted_hex64, base + ranks, axis=0).view(np.uint8).reshape(m, cut)
+    message[:, cut] = ord("|")
+    if outs is not None:
+        ranks = _sorted_rows(rank_flat, outs, n)
+        message[:, cut + 1 : cut + 1 + 32 * d_out] = (
+            np.take(sorted_hex64, base + ranks, axis=0).view(np.uint8).reshape(m, 32 * d_out)
+        )
+    message[:, -33] = ord("|")
+    message[:, -32:] = np.take(hex64, vid, axis=0).view(np.uint8).reshape(m, 32)
+    return message
 
 
 def _hash_same_size(adj: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -405,9 +443,11 @@ def _hash_same_size(adj: np.ndarray, labels: np.ndarray) -> np.ndarray:
         base = (vid // n * n)[:, None]
         ins = base + np.nonzero(in_flat[vid])[1].reshape(-1, d_in) if d_in else None
         outs = base + np.nonzero(out_flat[vid])[1].reshape(-1, d_out) if d_out else None
-        groups.append((vid, base, d_in, d_out, ins, outs, (np.arange(vid.shape[0]) * n)[:, None]))
+        groups.append((vid, base, d_in, d_out, ins, outs))
     positions = np.broadcast_to(np.arange(n), (g, n))
-    for _ in range(n):
+    ids = inverse.reshape(-1).astype(np.int64)  # initial class (table row) of every vertex
+    id_bits = max(1, (table.shape[0] - 1).bit_length())
+    for round_ in range(n):
         order = _hash_order(digests.reshape(g, n, 16))
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, positions, axis=1)
@@ -415,22 +455,23 @@ def _hash_same_size(adj: np.ndarray, labels: np.ndarray) -> np.ndarray:
         hex64 = _hex64(digests)
         sorted_hex64 = np.take(hex64, (graph_base + order).reshape(-1), axis=0)  # row g*n+r: rank r of graph g
         new = np.empty_like(digests)
-        for vid, base, d_in, d_out, ins, outs, row_offset in groups:
-            m = vid.shape[0]
-            message = np.empty((m, 32 * (d_in + d_out + 1) + 2), dtype=np.uint8)
-            cut = 32 * d_in
-            if d_in:
-                ranks = _sorted_ranks(rank_flat, ins, row_offset, n)
-                message[:, :cut] = np.take(sorted_hex64, base + ranks, axis=0).view(np.uint8).reshape(m, cut)
-            message[:, cut] = ord("|")
-            if d_out:
-                ranks = _sorted_ranks(rank_flat, outs, row_offset, n)
-                message[:, cut + 1 : cut + 1 + 32 * d_out] = (
-                    np.take(sorted_hex64, base + ranks, axis=0).view(np.uint8).reshape(m, 32 * d_out)
-                )
-            message[:, -33] = ord("|")
-            message[:, -32:] = np.take(hex64, vid, axis=0).view(np.uint8).reshape(m, 32)
-            new[vid] = _md5_rows(message)
+        for vid, base, d_in, d_out, ins, outs in groups:
+            if round_ == 0 and (d_in + d_out + 1) * id_bits <= 63:
+                # A first-round message depends only on the initial classes of the vertex and its neighbours,
+                # so most are repeats (98% in the enumeration): hash each distinct one once. The key packs the
+                # own class and the sorted neighbour classes, which determine the message.
+                key = ids[vid]
+                for neighbours in (ins, outs):
+                    if neighbours is not None:
+                        for column in _sorted_rows(ids, neighbours, table.shape[0]).T:
+                            key = (key << id_bits) | column
+                _, first, back = np.unique(key, return_index=True, return_inverse=True)
+                sub_ins = None if ins is None else ins[first]
+                sub_outs = None if outs is None else outs[first]
+                messages = _messages(vid[first], base[first], sub_ins, sub_outs, rank_flat, sorted_hex64, hex64, n)
+                new[vid] = _md5_rows(messages)[back.reshape(-1)]
+            else:
+                new[vid] = _md5_rows(_messages(vid, base, ins, outs, rank_flat, sorted_hex64, hex64, n))
         digests = new
     # Final: md5(str(sorted(hashes))) = md5("['h0', 'h1', ...]"), i.e. items "'<hex>', " without the last ", ".
     order = _hash_order(digests.reshape(g, n, 16))
@@ -476,56 +517,69 @@ def nb101_hash_arrays(
 # =====================================================================================================
 # Padded-array schema <-> CellSpec, and tokens
 # =====================================================================================================
+_STRICT_UPPER = np.triu(np.ones((MAX_VERTICES, MAX_VERTICES), dtype=bool), 1)
+
+
 def _check_arrays(
     adjacency: np.ndarray, labels: np.ndarray, n_vertices: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shapes and basic consistency of padded arrays (raises ``InvalidArchitecture`` naming the first bad row)."""
+    """Check cells in the padded-array schema; raises ``InvalidArchitecture`` naming the first bad row.
+
+    Shapes, ``n_vertices`` in 2..7, input label first and output label at ``n_vertices - 1``, op labels (0..2)
+    in between, 0/1 strictly upper-triangular adjacency. Returns ``(adjacency as uint8, labels, n_vertices as
+    int64)``. Entries past ``n_vertices`` are ignored (the schema pads them with 0 / -3).
+    """
     adjacency = np.asarray(adjacency)
     labels = np.asarray(labels)
     n_vertices = np.asarray(n_vertices).astype(np.int64).reshape(-1)
-    n = n_vertices.shape[0]
-    if adjacency.shape != (n, MAX_VERTICES, MAX_VERTICES):
-        raise InvalidArchitecture(f"adjacency must have shape ({n}, 7, 7), got {adjacency.shape}")
-    if labels.shape != (n, MAX_VERTICES):
-        raise InvalidArchitecture(f"labels must have shape ({n}, 7), got {labels.shape}")
-    if n == 0:
-        return adjacency, labels, n_vertices
-    bad = np.flatnonzero((n_vertices < 2) | (n_vertices > MAX_VERTICES))
-    if bad.size:
-        raise InvalidArchitecture(f"row {bad[0]}: n_vertices = {n_vertices[bad[0]]} is not in 2..7")
-    out_label = labels[np.arange(n), n_vertices - 1]
-    bad = np.flatnonzero((labels[:, 0] != LABEL_INPUT) | (out_label != LABEL_OUTPUT))
-    if bad.size:
+    count = n_vertices.shape[0]
+    if adjacency.shape != (count, MAX_VERTICES, MAX_VERTICES):
+        raise InvalidArchitecture(f"adjacency must have shape ({count}, 7, 7), got {adjacency.shape}")
+    if labels.shape != (count, MAX_VERTICES):
+        raise InvalidArchitecture(f"labels must have shape ({count}, 7), got {labels.shape}")
+    if adjacency.dtype.kind not in "biu" or labels.dtype.kind not in "iu":
+        raise InvalidArchitecture(f"adjacency/labels must be integer arrays, got {adjacency.dtype}/{labels.dtype}")
+    if count == 0:
+        return adjacency.astype(np.uint8), labels, n_vertices
+
+    def first_bad(bad: np.ndarray) -> int:
+        # Whole-array any() is fast; the per-row reduction runs only to name the row of an error.
+        return int(np.flatnonzero(bad.reshape(count, -1).any(axis=1))[0])
+
+    bad = (n_vertices < 2) | (n_vertices > MAX_VERTICES)
+    if bad.any():
+        row = first_bad(bad)
+        raise InvalidArchitecture(f"row {row}: n_vertices = {n_vertices[row]} is not in 2..7")
+    col = np.arange(MAX_VERTICES)
+    last = (n_vertices - 1)[:, None]
+    bad_ends = (labels[:, 0] != LABEL_INPUT) | (labels[np.arange(count), n_vertices - 1] != LABEL_OUTPUT)
+    bad_ops = ((col > 0) & (col < last)) & ((labels < 0) | (labels >= len(OPS)))
+    if bad_ends.any() or bad_ops.any():
+        row = first_bad(bad_ends[:, None] | bad_ops)
         raise InvalidArchitecture(
-            f"row {bad[0]}: labels {labels[bad[0]].tolist()} must start with -1 (input) and have -2 (output) "
-            f"at index n_vertices-1 = {n_vertices[bad[0]] - 1}"
+            f"row {row}: labels {labels[row].tolist()} must be -1 (input), then op labels 0..2, then -2 (output) "
+            f"at index n_vertices-1 = {n_vertices[row] - 1}"
         )
-    return adjacency, labels, n_vertices
+    inside = col[None, :] <= last  # [N,7]
+    used = adjacency.astype(bool) & (inside[:, :, None] & inside[:, None, :])
+    bad = (used & ~_STRICT_UPPER) | (adjacency > 1) | (adjacency < 0)
+    if bad.any():
+        raise InvalidArchitecture(f"row {first_bad(bad)}: adjacency must be 0/1 and strictly upper-triangular")
+    return adjacency.astype(np.uint8, copy=False), labels, n_vertices
 
 
 def specs_from_arrays(adjacency: np.ndarray, labels: np.ndarray, n_vertices: np.ndarray) -> list[CellSpec]:
     """``CellSpec`` objects from the padded-array schema (cells taken as given: they should be pruned)."""
     adjacency, labels, n_vertices = _check_arrays(adjacency, labels, n_vertices)
-    adj = adjacency.astype(np.uint8, copy=False)
-    interior = labels[:, 1:-1]
-    if ((interior < LABEL_PAD) | (interior > len(OPS) - 1)).any():
-        row = int(np.flatnonzero(((interior < LABEL_PAD) | (interior > 2)).any(axis=1))[0])
-        raise InvalidArchitecture(f"row {row}: unknown label in {labels[row].tolist()}")
-    if np.tril(adj).any():
-        row = int(np.flatnonzero(np.tril(adj).any(axis=(1, 2)))[0])
-        raise InvalidArchitecture(f"row {row}: adjacency is not strictly upper-triangular")
     ops_cache: dict[bytes, tuple[str, ...]] = {}  # few distinct label rows: build each op tuple once
     out = []
-    for a, lab, n in zip(adj, labels, n_vertices.tolist()):
+    for a, lab, n in zip(adjacency, labels, n_vertices.tolist()):
         row = lab[:n]
         key = row.tobytes()
         ops = ops_cache.get(key)
         if ops is None:
-            try:
-                ops = ops_cache[key] = tuple(_OP_OF_LABEL[int(x)] for x in row)
-            except KeyError:
-                raise InvalidArchitecture(f"labels {lab.tolist()}: padding (-3) inside the first {n} vertices")
-        out.append(CellSpec._trusted(np.ascontiguousarray(a[:n, :n]), ops))
+            ops = ops_cache[key] = tuple(_OP_OF_LABEL[int(x)] for x in row)
+        out.append(CellSpec._trusted(a[:n, :n].copy(), ops))  # a copy: never alias the caller's array
     return out
 
 
@@ -587,7 +641,7 @@ def decode(tokens: Sequence[int] | np.ndarray) -> CellSpec | None:
         arr = np.asarray(tokens)
         if arr.shape != (SEQ_LEN,) or arr.dtype.kind not in "biuf":
             return None
-        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+        if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and np.array_equal(arr, np.round(arr))):
             return None
         seq = arr.astype(np.int64).tolist()
     except (TypeError, ValueError, OverflowError):
@@ -627,7 +681,7 @@ def allowed_tokens(position: int) -> tuple[int, ...]:
 # =====================================================================================================
 # Cells in the padded-array schema (the enumeration, a sample of it)
 # =====================================================================================================
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NB101Arrays:
     """A set of pruned cells in the padded-array schema, with their module hashes.
 
@@ -639,6 +693,14 @@ class NB101Arrays:
     n_vertices: np.ndarray
     adjacency: np.ndarray
     labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        lengths = {np.shape(a)[:1] for a in (self.hash, self.n_vertices, self.adjacency, self.labels)}
+        if len(lengths) != 1 or lengths == {()}:
+            raise ValueError(
+                f"NB101Arrays fields differ in length: hash {np.shape(self.hash)}, n_vertices "
+                f"{np.shape(self.n_vertices)}, adjacency {np.shape(self.adjacency)}, labels {np.shape(self.labels)}"
+            )
 
     def __len__(self) -> int:
         return int(self.hash.shape[0])
@@ -701,7 +763,8 @@ class NB101Space(SearchSpace[CellSpec]):
     vocab_size = VOCAB_SIZE
     seq_len = SEQ_LEN
 
-    #: Mutation rate of the nasbench example notebook: in expectation one edge flip and one op change per try.
+    #: ``mutation_rate`` of the nasbench example notebook (edge flip probability rate/7 per upper-triangular entry,
+    #: so 3 flips per try in expectation; op change probability rate/5 per interior vertex, so 1 per try).
     mutation_rate: float = 1.0
     max_mutation_tries: int = 10_000
 

@@ -176,9 +176,11 @@ class NB201Space(SearchSpace[NB201Cell]):
 
     # -- sampling -------------------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, n: int) -> list[NB201Cell]:
-        """``n`` cells drawn uniformly (independently, with replacement) from all 15,625."""
-        draws = rng.integers(0, N_OPS, size=(int(n), N_EDGES))
-        return [NB201Cell(tuple(OPS[i] for i in row)) for row in draws]
+        """``n`` cells drawn uniformly from all 15,625: distinct when ``n <= 15,625`` (like ``NB101Space.sample``),
+        with replacement beyond that."""
+        n = int(n)
+        idx = rng.choice(N_CELLS, size=n, replace=n > N_CELLS)
+        return [cell_from_index(i) for i in idx.tolist()]
 
     def mutate(self, arch: NB201Cell | str | Sequence[str], rng: np.random.Generator) -> NB201Cell:
         """Change the op of one uniformly chosen edge to a different op (so the key always changes)."""

@@ -74,8 +74,9 @@ class RestrictedSpace(SearchSpace[Arch]):
 
     # -- sampling -------------------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, n: int) -> list[Arch]:
-        """``n`` members drawn uniformly (with replacement)."""
-        idx = rng.integers(0, len(self._keys), size=int(n))
+        """``n`` members drawn uniformly: distinct when ``n <= len(self)``, with replacement beyond that."""
+        n = int(n)
+        idx = rng.choice(len(self._keys), size=n, replace=n > len(self._keys))
         return [self._arch_of(self._keys[i]) for i in idx.tolist()]
 
     def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:

