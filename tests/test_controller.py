@@ -298,3 +298,26 @@ def test_sigmoid_variant_and_bad_inputs() -> None:
         ctl.predict(np.full((1, 6), 9))
     with pytest.raises(ValueError, match="targets"):
         ctl.fit(np.ones((2, 6), dtype=np.int64), np.ones(3), epochs=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_and_is_resumable(small_set: tuple[np.ndarray, np.ndarray]) -> None:
+    seqs, y = small_set
+    cfg = ControllerConfig(batch_size=16)
+    gpu = NAOController(NB101Space(), cfg, seed=5, device="cuda")
+    cpu = NAOController(NB101Space(), cfg, seed=5, device="cpu")
+    np.testing.assert_allclose(gpu.predict(seqs), cpu.predict(seqs), rtol=0, atol=1e-4)  # same initial weights
+    state = gpu.state_dict()
+    gpu.fit(seqs, y, epochs=3)
+    weights = gpu.get_weights()
+    assert all(isinstance(v, np.ndarray) for v in weights.values())
+    np.testing.assert_allclose(predict_with_weights(NB101Space(), cfg, weights, seqs, device="cpu"),
+                               gpu.predict(seqs), rtol=0, atol=1e-4)
+    again = NAOController(NB101Space(), cfg, seed=0, device="cuda")
+    again.load_state_dict(state)
+    again.fit(seqs, y, epochs=3)
+    np.testing.assert_allclose(again.predict(seqs), gpu.predict(seqs), rtol=0, atol=1e-5)
+    res = gpu.generate(seqs[:10], n_new=5, accept=lambda s: NB101Space().decode(s) is not None)
+    assert res.n_accepted == 5
+    mask = NB101Space().token_mask()
+    assert mask[np.arange(27)[None, :], gpu.reconstruct(seqs)].all()

@@ -376,6 +376,17 @@ def test_noam_schedule_and_presets():
     assert noam_lr(4000, 256) == pytest.approx(2.0 * 4000**-0.5 * 256**-0.5)
     assert noam_lr(2000, 256) == pytest.approx(noam_lr(4000, 256) / 2)
     assert noam_lr(16000, 256) == pytest.approx(noam_lr(4000, 256) / 2)
+    # the scheduler follows noam_lr from step 1, and from start_step + 1 when resuming
+    cfg = preset("default")
+    for start in (0, 500):
+        param = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.AdamW([param], lr=1.0)
+        sched = make_scheduler(opt, cfg, start_step=start)
+        for k in range(1, 4):
+            assert opt.param_groups[0]["lr"] == pytest.approx(noam_lr(start + k, cfg.hidden, cfg.lr_scale,
+                                                                      cfg.warmup_steps))
+            opt.step()
+            sched.step()
     assert preset("paper_final").hidden == 256 and preset("paper_search").hidden == 64
     assert preset("default", vocab_size=40).vocab_size == 40
     cfg = preset("smoke")

@@ -353,10 +353,10 @@ class NAOController:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
         kwargs: dict[str, Any] = {"lr": self.config.effective_lr, "weight_decay": self.config.weight_decay}
-        if self.config.foreach_optimizer:
-            kwargs["foreach"] = True
+        if self.config.foreach_optimizer and self.device.type == "cuda":
+            kwargs["fused"] = True  # one kernel for the whole update on a GPU
         else:
-            kwargs["foreach"] = False
+            kwargs["foreach"] = self.config.foreach_optimizer
         return torch.optim.Adam(params, **kwargs)
 
     @torch.no_grad()

@@ -214,12 +214,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TTSModelConfig) -> torch.optim.A
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TTSModelConfig,
                    start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` giving :func:`noam_lr` at step ``start_step + k + 1`` (the optimiser's base lr must be 1)."""
+    """A ``LambdaLR`` whose k-th optimiser step (1-based, counting ``start_step`` earlier ones, e.g. when resuming)
+    uses :func:`noam_lr` at step ``start_step + k``. The optimiser's base lr must be 1 (:func:`make_optimizer`)."""
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", 1.0)
+    # LambdaLR passes its epoch counter, which starts at start_step: the counter is 0-based, the schedule 1-based
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda k: noam_lr(start_step + k + 1, cfg.hidden, cfg.lr_scale, cfg.warmup_steps),
+        lambda epoch: noam_lr(epoch + 1, cfg.hidden, cfg.lr_scale, cfg.warmup_steps),
         last_epoch=start_step - 1,
     )
 
