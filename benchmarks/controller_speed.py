@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     parser.add_argument("--fit-archs", type=int, default=None, help="architectures per timed fit epoch")
     parser.add_argument("--predict-archs", type=int, default=None, help="architectures for predict (default 100k)")
+    parser.add_argument("--no-thread-sweep", action="store_true",
+                        help="skip the rows at the other thread count (1 vs 2) on CPU")
     parser.add_argument("--batches", default=None, help="comma-separated fit batch sizes (default 100,250,500,1000)")
     args = parser.parse_args(argv)
 
@@ -329,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     for batch in batches:
         if batch != 100:
             time_fit(f"NAOController, batch {batch}", batch)
-    if device.type == "cpu":
+    sweep = device.type == "cpu" and not args.no_thread_sweep
+    if sweep:
         for t in sorted({1, 2} - {threads}):
             torch.set_num_threads(t)
             time_plain_fit(100)
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     secs, ref = best_time(lambda: plain_predict(plain, pred_seqs, device), reps_pred, device)
     add("predict", "plain (nn.LSTM, no_grad, chunks of 10k)", secs, len(pred_seqs))
     chunk_sizes = [1024, 4096, 16384] if device.type == "cpu" else [4096, 16384, 65536]
-    for fast in (False, True):
+    for fast in (False, True) if device.type == "cpu" else (False,):  # CUDA always uses cuDNN's LSTM
         trained.config.fast_inference = fast
         for chunk in chunk_sizes:
             secs, got = best_time(lambda: trained.predict(pred_seqs, batch_size=chunk), reps_pred, device)
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             add("predict", f"predict, {'table-driven' if fast else 'reference'} LSTM, chunk {chunk}", secs,
                 len(pred_seqs), note=f"max |diff| vs plain {err:.1e}")
     trained.config.fast_inference = True
-    if device.type == "cpu":
+    if sweep:
         for t in sorted({1, 2} - {threads}):
             torch.set_num_threads(t)
             secs, _ = best_time(lambda: plain_predict(plain, pred_seqs, device), reps_pred, device)

@@ -38,7 +38,8 @@ def build_parser(task: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance")
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (local instance)")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent trials")
-    parser.add_argument("--trial-cpus", type=float, default=0.5, help="CPUs per trial")
+    parser.add_argument("--trial-cpus", type=float, default=0.25,
+                        help="CPUs per trial (capped to what is left beside the controller's reserved CPU)")
     if task in TASKS:
         get_task(task).add_arguments(parser)
     return parser

@@ -104,7 +104,12 @@ def test_tune_run_on_nb101_reaches_the_top_percent(ray_local, nb101_subset_path,
     cfg = seminas_config(table, "paper-300", overrides=["n_unlabelled=2000"])
     searcher = AskTellSearcher(make_method("seminas", search_space(table), 0, cfg), metric=METRIC, mode="max",
                                budget=cfg.total_queries)
-    trainable = tune.with_resources(tune.with_parameters(nasbench_trainable, table=table, seed=0), {"cpu": 0.5})
+    from seminas_ray.tasks.nasbench import reserve_work_cpus
+    from seminas_ray.tasks.nasbench import trial_resources
+
+    searcher.work_placement_group = reserve_work_cpus(1.0)
+    trainable = tune.with_resources(tune.with_parameters(nasbench_trainable, table=table, seed=0),
+                                    {"cpu": trial_resources(4, 0.25, reserved=1.0)})
     tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                                               max_concurrent_trials=4, reuse_actors=True),
                        run_config=tune.RunConfig(name="t", storage_path=str(tmp_path), verbose=0))

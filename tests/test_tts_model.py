@@ -42,6 +42,7 @@ from seminas_ray.tasks.tts.training import synthesize
 from seminas_ray.tasks.tts.training import train_step
 from seminas_ray.tasks.tts.training import train_steps
 from seminas_ray.tasks.tts.training import uniform_arch_sampler
+from seminas_ray.tasks.tts.training import word_spans
 
 VOCAB = 12
 CFG = TTSModelConfig(hidden=32, vocab_size=VOCAB, ffn_kernel=3, postnet_layers=2, postnet_channels=16,
@@ -334,27 +335,52 @@ def test_diagonal_focus_rate_and_head_selection():
     assert torch.equal(best, diag)
 
 
+def _alignment_from_path(path: list[int], n_chars: int) -> torch.Tensor:
+    """One-hot alignment: step s attends only to character path[s]."""
+    a = torch.zeros(len(path), n_chars)
+    a[torch.arange(len(path)), torch.tensor(path)] = 1.0
+    return a
+
+
 def test_alignment_errors_flags_skips_repeats_and_jumps():
-    s, l_ = 30, 12
-    clean = torch.zeros(s, l_)
-    clean[torch.arange(s), (torch.arange(s) * l_) // s] = 1.0
+    n = 20
+    # a clean diagonal, ~2 steps per character
+    clean = _alignment_from_path([i // 2 for i in range(2 * n)], n)
     res = alignment_errors(clean)
     assert res["ok"] and res["skipped"] == [] and res["repeats"] == 0 and res["jumps"] == 0
+    assert res["coverage"] == [1.0] * n and len(res["centroid"]) == 2 * n
 
-    skipping = torch.zeros(s, l_)
-    path = [min(i // 2, l_ - 1) for i in range(s)]
-    path = [p if p < 4 else p + 2 for p in path]  # characters 4 and 5 never attended, jump of 3
-    skipping[torch.arange(s), torch.tensor(path).clamp(max=l_ - 1)] = 1.0
-    res = alignment_errors(skipping, jump_tolerance=2)
-    assert not res["ok"] and res["skipped"][:2] == [4, 5] and res["jumps"] == 1
+    # characters 8..13 (a word) never attended: the centroid jumps 7 characters in one step
+    path = [i // 2 for i in range(16)] + [14 + i // 2 for i in range(12)]  # 0..7, then 14..19
+    skipping = _alignment_from_path(path, n)
+    res = alignment_errors(skipping)
+    assert not res["ok"] and res["skipped"] == list(range(8, 14)) and res["jumps"] == 1 and res["repeats"] == 0
+    words = [(0, 4), (5, 8), (8, 14), (15, 20)]  # as word_spans would give with separators at 4 and 14
+    res = alignment_errors(skipping, words=words)
+    assert res["skipped"] == [2] and res["n_skipped"] == 1
+    # one silent letter inside a word is not a skipped word
+    one_letter = _alignment_from_path([i // 2 for i in range(2 * n) if i // 2 != 10], n)
+    assert alignment_errors(one_letter)["skipped"] == [10]
+    assert alignment_errors(one_letter, words=words)["ok"]
 
-    repeating = torch.zeros(s, l_)
-    path = [min(i // 2, l_ - 1) for i in range(15)] + [2 + i // 2 for i in range(15)]  # back from 7 to 2
-    repeating[torch.arange(s), torch.tensor(path).clamp(max=l_ - 1)] = 1.0
+    # read to character 11, fall back to 4 and read on: one repeat episode; the end (16..19) is never reached
+    path = [i // 2 for i in range(24)] + [4 + i // 2 for i in range(24)]
+    repeating = _alignment_from_path(path, n)
     res = alignment_errors(repeating)
-    assert not res["ok"] and res["repeats"] == 1 and res["skipped"] == [10, 11]
-    # tolerating the tail positions leaves only the repeat
-    assert alignment_errors(repeating, ignore_tokens=[10, 11])["skipped"] == []
+    assert not res["ok"] and res["repeats"] == 1 and res["skipped"] == [16, 17, 18, 19]
+    assert alignment_errors(repeating, back_tolerance=8.0)["repeats"] == 0
+    with pytest.raises(ValueError):
+        alignment_errors(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError):
+        alignment_errors(clean, words=[(0, 30)])
+
+
+def test_word_spans():
+    space, comma, eos = 2, 8, 1
+    ids = [20, 21, space, 22, comma, space, 23, 24, 25, eos]
+    assert word_spans(ids, [space, comma, eos]) == [(0, 2), (3, 4), (6, 9)]
+    assert word_spans(np.array([20, 21]), [space]) == [(0, 2)]
+    assert word_spans([space, space], [space]) == []
 
 
 def test_collate_and_batching():

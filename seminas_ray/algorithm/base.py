@@ -77,6 +77,11 @@ class AskTellOptimizer(ABC, Generic[Arch]):
     def n_told(self) -> int:
         return len(self._told)
 
+    def round_keys(self) -> list[str]:
+        """Keys of the architectures proposed together with the latest ones (one round of a round-based optimizer;
+        for asynchronous optimizers, everything asked so far)."""
+        return list(self._asked)
+
     def pending_keys(self) -> list[str]:
         """Keys asked but not yet told."""
         return [k for k in self._asked if k not in self._told]

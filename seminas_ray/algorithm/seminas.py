@@ -16,6 +16,7 @@ through a ``PseudoLabeler`` hook that Ray replaces with sharded remote tasks.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from dataclasses import field
@@ -113,6 +114,11 @@ class RoundWork:
         targets, norm = normalise_targets(np.asarray(self.labelled_scores), cfg)
         stats["target_norm"] = norm
 
+        if cfg.controller.num_threads is None:
+            # inside a Ray task OMP_NUM_THREADS=1; the round is a barrier (trials are idle), so use the node's cores
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
         controller = NAOController(space, cfg.controller, seed=self.seed)
         if self.controller_state is not None:
             controller.load_state_dict(self.controller_state)
@@ -324,6 +330,10 @@ class SemiNAS(AskTellOptimizer[Arch]):
             # generation found nothing new at all: the search ends early rather than spin
             self.rounds_log[-1]["note"] = "no new architecture could be generated"
             self.config.budget = self.n_asked
+
+    def round_keys(self) -> list[str]:
+        """Keys of every architecture of the current round (the seed set in round 0)."""
+        return list(self._round_keys)
 
     def predicted_score(self, arch: Arch) -> float | None:
         """The controller's prediction for ``arch`` when it was proposed (None for seed-round archs)."""

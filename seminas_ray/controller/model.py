@@ -83,18 +83,19 @@ class Encoder(nn.Module):
         self.rnn = nn.LSTM(hidden_size, hidden_size, 1, batch_first=True, bidirectional=True)
         self.out_proj = nn.Linear(hidden_size * 2, hidden_size, bias=True)
 
-    def _finish(self, projected: torch.Tensor, embedded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _finish(self, projected: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        """Embedding residual (optionally scaled) and per-token L2 normalisation."""
         x = projected + embedded
         if self.residual_scale:
             x = x * SQRT_HALF
-        outputs = F.normalize(x, 2, dim=-1)
-        return outputs, pool(outputs)
+        return F.normalize(x, 2, dim=-1)
 
     def forward(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference path (``nn.LSTM``), used for training; honours ``self.training`` for dropout."""
         embedded = dropout(self.embedding(tokens), self.dropout_p, self.training, generator)
         x, _ = self.rnn(embedded)
-        return self._finish(self.out_proj(x), embedded)
+        outputs = self._finish(self.out_proj(x), embedded)
+        return outputs, pool(outputs)
 
     def forward_fast(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode path with precomputed input gates; both directions advance in one ``baddbmm`` per step."""
@@ -123,8 +124,7 @@ class Encoder(nn.Module):
         projected += torch.matmul(stacked[:, 1], w_proj[:, hidden:].t()).flip(0)
         projected += self.out_proj.bias
         embedded = F.embedding(tok_t, emb_w)
-        outputs, _ = self._finish(projected, embedded)
-        outputs = outputs.transpose(0, 1)
+        outputs = self._finish(projected, embedded).transpose(0, 1)  # [B, L, H]
         return outputs, pool(outputs)
 
 

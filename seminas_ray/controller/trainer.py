@@ -209,6 +209,11 @@ def _load_weights(module: torch.nn.Module, weights: dict[str, np.ndarray], *, st
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
 
 
+def _use_fast(config: ControllerConfig, device: torch.device) -> bool:
+    """Table-driven inference LSTMs pay off on CPU; on CUDA, cuDNN's fused LSTM is faster than a stepped loop."""
+    return config.fast_inference and device.type == "cpu"
+
+
 def _predict(encoder_predictor: torch.nn.Module, seqs: np.ndarray, device: torch.device, batch: int,
              fast: bool) -> np.ndarray:
     """Chunked eval-mode prediction -> float64 ``[N]``."""
@@ -238,7 +243,7 @@ def predict_with_weights(space_or_tokenspec: Any, config: ControllerConfig | dic
     module = EncoderPredictor(spec.vocab_size, cfg)
     _load_weights(module, weights, strict_extra=False)  # the decoder's weights may come along; they are unused
     module.to(dev)
-    return _predict(module, arr, dev, _inference_batch(batch_size, dev), cfg.fast_inference)
+    return _predict(module, arr, dev, _inference_batch(batch_size, dev), _use_fast(cfg, dev))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -493,11 +498,11 @@ class NAOController:
         """
         arr = _check_seqs(seqs, self.spec, "seqs")
         return _predict(self.model, arr, self.device, _inference_batch(batch_size, self.device),
-                        self.config.fast_inference)
+                        _use_fast(self.config, self.device))
 
     def _encode_eval(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.model.encoder
-        return enc.forward_fast(tokens) if self.config.fast_inference else enc(tokens)
+        return enc.forward_fast(tokens) if _use_fast(self.config, self.device) else enc(tokens)
 
     def reconstruct(self, seqs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Encode then constrained greedy decode (eval mode) -> int64 ``[N, seq_len]``."""

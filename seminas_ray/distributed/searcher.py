@@ -21,6 +21,7 @@ import time
 from typing import Any
 from typing import Callable
 
+import ray
 from ray.tune.search import Searcher
 
 from seminas_ray.algorithm.base import AskTellOptimizer
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 ARCH_KEY = "arch"
 
 
+@ray.remote
+def _remote_run_work(work: Any) -> Any:
+    return run_work(work)
+
+
 class AskTellSearcher(Searcher):
     """A Tune ``Searcher`` driving an ask/tell optimizer.
 
@@ -44,6 +50,13 @@ class AskTellSearcher(Searcher):
         budget: maximum number of distinct architectures to suggest (``None``: until the optimizer finishes).
         remote_work: run heavy optimizer work as a Ray task (``True``) or inline in ``suggest`` (``False``).
         work_num_cpus: CPUs requested by the remote work task.
+        callbacks: progress hooks called as ``callback(searcher, "trial" | "round")``.
+        work_placement_group: a placement group reserved for the heavy work (and the tasks it spawns). Tune
+            reserves CPUs for running, staged and cached trial actors even while the searcher waits; on a small
+            machine a round task in the shared pool could wait forever, so the CLI reserves its CPUs up front.
+        include_pool: add ``"round"`` and ``"pool"`` (the keys of every architecture of the current round) to each
+            trial config, for evaluators that must see the whole round first (a weight-sharing supernet is trained
+            on the round's pool before any member is scored).
     """
 
     def __init__(
@@ -56,6 +69,8 @@ class AskTellSearcher(Searcher):
         remote_work: bool = True,
         work_num_cpus: float = 1,
         callbacks: list[Callable[["AskTellSearcher", str], None]] | None = None,
+        work_placement_group: Any = None,
+        include_pool: bool = False,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -75,6 +90,8 @@ class AskTellSearcher(Searcher):
         self.best_value: float | None = None
         # progress hooks (printing, rounds.csv, dashboard metrics): called with (searcher, "trial" | "round")
         self.callbacks = list(callbacks or [])
+        self.work_placement_group = work_placement_group
+        self.include_pool = include_pool
 
     # -- Tune API ---------------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -103,7 +120,11 @@ class AskTellSearcher(Searcher):
         space = self.optimizer.space
         key = space.key(arch)
         self._live[trial_id] = key
-        return {ARCH_KEY: space.to_config(arch), "key": key}
+        config = {ARCH_KEY: space.to_config(arch), "key": key}
+        if self.include_pool:
+            config["round"] = int(getattr(self.optimizer, "round", 0))
+            config["pool"] = list(self.optimizer.round_keys())
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key = self._live.pop(trial_id, None)
@@ -150,16 +171,17 @@ class AskTellSearcher(Searcher):
         if not self.remote_work:
             self._apply(run_work(work))
             return
-        import ray
+        options: dict[str, Any] = {"name": "controller_round", "num_cpus": self.work_num_cpus, "max_retries": 2}
+        if self.work_placement_group is not None:
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        task = ray.remote(num_cpus=self.work_num_cpus, max_retries=2)(run_work).options(name="controller_round")
-        self._work_ref = task.remote(work)
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                self.work_placement_group, placement_group_capture_child_tasks=True)
+        self._work_ref = _remote_run_work.options(**options).remote(work)
 
     def _poll_work(self) -> None:
         if self._work_ref is None:
             return
-        import ray
-
         ready, _ = ray.wait([self._work_ref], timeout=0)
         if ready:
             result = ray.get(self._work_ref)
@@ -177,8 +199,6 @@ class AskTellSearcher(Searcher):
         """Block until a pending remote round has finished and been applied (used by tests and the CLI)."""
         if self._work_ref is None:
             return
-        import ray
-
         ray.wait([self._work_ref], timeout=timeout)
         self._poll_work()
 
@@ -197,6 +217,12 @@ class AskTellSearcher(Searcher):
         return self.optimizer.n_asked
 
     # -- state ------------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher (tuner.pkl); object refs and placement groups belong to one Ray session
+        state = self.__dict__.copy()
+        state.update(_work_ref=None, work_placement_group=None, _work_started=None)
+        return state
+
     def get_state(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),

@@ -24,7 +24,6 @@ from seminas_ray.algorithm.base import AskTellOptimizer
 from seminas_ray.algorithm.config import SemiNASConfig
 from seminas_ray.benchmarks.loading import load_table
 from seminas_ray.benchmarks.oracle import Oracle
-from seminas_ray.benchmarks.oracle import evaluate
 from seminas_ray.benchmarks.tables import Table
 from seminas_ray.reporting import best_so_far
 from seminas_ray.reporting import plot_search_curve
@@ -32,10 +31,11 @@ from seminas_ray.reporting import write_csv
 from seminas_ray.reporting import write_json
 from seminas_ray.reporting import write_yaml
 from seminas_ray.spaces.base import SearchSpace
+from seminas_ray.tasks.nasbench_trial import METRIC
+from seminas_ray.tasks.nasbench_trial import nasbench_trainable
 
 logger = logging.getLogger(__name__)
 
-METRIC = "search_value"
 METHODS = ("seminas", "supervised", "random", "evolution")
 DEFAULT_DATA = {"nb101": "nb101/nb101_subset20k.npz", "nb201": "nb201/nb201_all15625_12epoch.csv"}
 
@@ -112,18 +112,6 @@ def replay(table: Table, keys: list[str], budget: int | None, seed: int) -> Orac
 # ------------------------------------------------------------------------------------------------------------
 # Tune path
 # ------------------------------------------------------------------------------------------------------------
-def nasbench_trainable(config: dict[str, Any], table: Table | None = None, seed: int = 0) -> None:
-    """One Tune trial = one table lookup (the repeat is a deterministic function of seed and key)."""
-    from ray import tune
-
-    t0 = time.perf_counter()
-    space = table.space
-    key = space.key(space.from_config(config["arch"]))
-    result = evaluate(table, key, seed)
-    tune.report({METRIC: result.search_value, "test_metric": result.test_value, "repeat": result.repeat,
-                 "in_benchmark": result.in_benchmark, "eval_seconds": time.perf_counter() - t0})
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("nasbench")
     g.add_argument("--benchmark", choices=("nb101", "nb201"), default=None,
@@ -184,7 +172,6 @@ def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> Path:
     """``experiments/run.py --task nasbench``: search through Tune, then write the results folder."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # trials are lookups: skip per-trial loggers
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
@@ -216,17 +203,22 @@ def run(args: argparse.Namespace) -> Path:
     if not ray.is_initialized():
         ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None,
                  include_dashboard=args.dashboard, configure_logging=False, log_to_driver=False)
+    work_cpus = 1.0
+    work_pg = reserve_work_cpus(work_cpus)
+    trial_cpus = trial_resources(args.concurrency, args.trial_cpus, reserved=work_cpus)
     trainable = tune.with_resources(tune.with_parameters(nasbench_trainable, table=table, seed=args.seed),
-                                    {"cpu": args.trial_cpus})
+                                    {"cpu": trial_cpus})
     storage = str(out)
     if resume:
         tuner = tune.Tuner.restore(str(out / "tune"), trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
         searcher = _find_searcher(tuner)
+        searcher.work_placement_group = work_pg
     else:
         optimizer = make_method(args.method, space, args.seed, cfg, pseudo_labeler=RayPseudoLabeler())
-        searcher = AskTellSearcher(optimizer, metric=METRIC, mode="max", budget=budget,
-                                   callbacks=[RoundPrinter(out, table), SearchMetrics(out.name)])
+        searcher = AskTellSearcher(optimizer, metric=METRIC, mode="max", budget=budget, work_num_cpus=work_cpus,
+                                   callbacks=[RoundPrinter(out, table), SearchMetrics(out.name)],
+                                   work_placement_group=work_pg)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=args.concurrency,
@@ -238,6 +230,28 @@ def run(args: argparse.Namespace) -> Path:
     tuner.fit()
     wall = time.perf_counter() - t0
     return write_results(out, table, searcher, seed=args.seed, budget=budget, wall_seconds=wall, method=args.method)
+
+
+def trial_resources(concurrency: int, wanted: float, reserved: float) -> float:
+    """CPUs per lookup trial: ``concurrency`` running plus as many staged trials fit beside ``reserved`` CPUs."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 1.0)
+    return max(0.001, min(wanted, (total - reserved) / (2 * max(1, concurrency))))
+
+
+def reserve_work_cpus(num_cpus: float) -> Any:
+    """A placement group holding the CPUs of controller rounds and their pseudo-labelling tasks.
+
+    Tune keeps placement groups for running, staged and cached trial actors even while the searcher waits for a
+    round; reserving the round's CPUs before Tune starts keeps it from waiting forever on a small machine.
+    """
+    import ray
+    from ray.util.placement_group import placement_group
+
+    pg = placement_group([{"CPU": num_cpus}], name="seminas-controller")
+    ray.get(pg.ready(), timeout=120)
+    return pg
 
 
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
