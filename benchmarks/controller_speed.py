@@ -306,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                      "steps_per_s": round(steps / seconds, 2) if steps else None,
                      "items_per_s": round(items / seconds, 1), "load_avg_1m": round(os.getloadavg()[0], 2),
                      "note": note})
-        print(f"  {section:9s} {variant:44s} {items / seconds:10.0f} /s  ({seconds:.3f} s){'  ' + note if note else ''}",
-              flush=True)
+        suffix = f"  {note}" if note else ""
+        print(f"  {section:9s} {variant:44s} {items / seconds:10.0f} /s  ({seconds:.3f} s){suffix}", flush=True)
 
     print(f"device {device}, torch {torch.__version__}, threads {threads}, load {os.getloadavg()[0]:.2f}", flush=True)
     cfg = ControllerConfig()
@@ -392,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     # -- ratios, table, CSV -----------------------------------------------------------------------------------
     for section in ("fit", "predict", "generate"):
         for t in {r["threads"] for r in rows if r["section"] == section}:
-            base = [r for r in rows if r["section"] == section and r["threads"] == t and r["variant"].startswith("plain")]
+            base = [r for r in rows
+                    if r["section"] == section and r["threads"] == t and r["variant"].startswith("plain")]
             for r in rows:
                 if r["section"] == section and r["threads"] == t and base and r["items"] and base[0]["items"]:
                     r["speedup_vs_plain"] = round(base[0]["seconds"] / r["seconds"] * r["items"] / base[0]["items"], 2)

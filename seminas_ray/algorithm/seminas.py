@@ -123,13 +123,18 @@ class RoundWork:
         if self.controller_state is not None:
             controller.load_state_dict(self.controller_state)
 
-        def stopper(offset: int) -> EarlyStopping | None:
+        def epochs(paper_epochs: int, n_rows: int) -> int:
             if cfg.schedule == "exact":
-                return None
+                return paper_epochs
+            return max(1, min(paper_epochs, cfg.fast_sample_budget // max(1, n_rows)))
+
+        def stopper(offset: int) -> EarlyStopping | None:
+            if cfg.schedule == "exact" or len(seqs) * cfg.valid_fraction < 1:
+                return None  # the paper's fixed epochs, or too few labels to hold any out
             return EarlyStopping(valid_fraction=cfg.valid_fraction, patience=cfg.patience, seed=self.seed + offset)
 
         # 1. pretrain on labelled data
-        fit = controller.fit(seqs, targets, epochs=cfg.pretrain_epochs, early_stopping=stopper(1))
+        fit = controller.fit(seqs, targets, epochs=epochs(cfg.pretrain_epochs, len(seqs)), early_stopping=stopper(1))
         stats.update(pretrain_epochs=fit.epochs_run, pretrain_seconds=round(fit.seconds, 3),
                      pretrain_loss=fit.final_loss, pretrain_mse=fit.final_mse, pretrain_nll=fit.final_nll)
         if fit.best_valid is not None:
@@ -152,7 +157,7 @@ class RoundWork:
             # 3. retrain on labelled x up_sample + pseudo-labelled
             train_seqs = np.concatenate([np.tile(seqs, (cfg.up_sample, 1)), pseudo_seqs])
             train_targets = np.concatenate([np.tile(targets, cfg.up_sample), pseudo_preds])
-            fit2 = controller.fit(train_seqs, train_targets, epochs=cfg.train_epochs,
+            fit2 = controller.fit(train_seqs, train_targets, epochs=epochs(cfg.train_epochs, len(train_seqs)),
                                   early_stopping=stopper(3))
             stats.update(train_epochs=fit2.epochs_run, train_seconds=round(fit2.seconds, 3),
                          train_loss=fit2.final_loss, train_mse=fit2.final_mse, train_nll=fit2.final_nll)

@@ -89,7 +89,8 @@ class ControllerConfig:
             )
         if self.output_activation not in _OUTPUT_ACTIVATIONS:
             raise ValueError(
-                f"ControllerConfig.output_activation must be one of {_OUTPUT_ACTIVATIONS}, got {self.output_activation!r}"
+                f"ControllerConfig.output_activation must be one of {_OUTPUT_ACTIVATIONS}, "
+                f"got {self.output_activation!r}"
             )
         if self.lr_batch_scaling not in _LR_SCALINGS:
             raise ValueError(

@@ -71,7 +71,8 @@ def _lstm_step(gates: torch.Tensor, c: torch.Tensor, hidden: int, h_out: torch.T
 class Encoder(nn.Module):
     """Embedding -> dropout -> 1-layer BiLSTM -> Linear(2H, H) -> + embedding -> L2-normalise per token.
 
-    Returns the per-token outputs ``[B, L, H]`` and the architecture embedding (mean over tokens, normalised) ``[B, H]``.
+    Returns the per-token outputs ``[B, L, H]`` and the architecture embedding ``[B, H]`` (mean over tokens,
+    normalised).
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, dropout_p: float, residual_scale: bool) -> None:
@@ -90,7 +91,8 @@ class Encoder(nn.Module):
             x = x * SQRT_HALF
         return F.normalize(x, 2, dim=-1)
 
-    def forward(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference path (``nn.LSTM``), used for training; honours ``self.training`` for dropout."""
         embedded = dropout(self.embedding(tokens), self.dropout_p, self.training, generator)
         x, _ = self.rnn(embedded)

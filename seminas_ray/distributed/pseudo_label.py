@@ -8,6 +8,7 @@ dies mid-shard is retried (``max_retries``) and, the shard being a pure function
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,12 @@ from seminas_ray.algorithm.pseudo_label import shard_seed
 
 @ray.remote(max_retries=3)
 def _pseudo_label_task(space: Any, controller_config: Any, weights: dict, n: int, seed: int,
-                       exclude: frozenset, batch_size: int, index: int) -> tuple[int, np.ndarray, np.ndarray]:
+                       exclude: frozenset, batch_size: int, index: int,
+                       kill_once_marker: str | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+    if kill_once_marker is not None and index == 0 and not os.path.exists(kill_once_marker):
+        # fault injection for tests: the first attempt of shard 0 kills its own worker process
+        open(kill_once_marker, "w").close()
+        os._exit(1)
     seqs, preds = label_shard(space, controller_config, weights, n, seed, exclude, batch_size)
     return index, seqs, preds
 
@@ -44,6 +50,7 @@ class RayPseudoLabeler:
     batch_size: int = 8192
     num_cpus: float = 1.0
     max_retries: int = 3
+    kill_once_marker: str | None = None  # fault injection (tests): shard 0's first worker dies if the file is absent
 
     def __call__(self, space: Any, controller_config: Any, weights: dict[str, np.ndarray], n: int, seed: int,
                  exclude: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +61,7 @@ class RayPseudoLabeler:
         task = _pseudo_label_task.options(name="pseudo_label", max_retries=self.max_retries,
                                           **task_options(self.num_cpus))
         pending = [task.remote(space_ref, controller_config, weights_ref, size, shard_seed(seed, i), exclude_ref,
-                               self.batch_size, i) for i, size in enumerate(sizes)]
+                               self.batch_size, i, self.kill_once_marker) for i, size in enumerate(sizes)]
         parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

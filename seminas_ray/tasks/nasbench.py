@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> Path:
     # everything that can be wrong with the input is checked before the results folder is touched
     table = load_benchmark(args.data, args.benchmark, args.dataset)
     space = search_space(table)
-    cfg = seminas_config(table, args.preset, config_file=args.config, overrides=args.set, budget=args.budget,
+    cfg = seminas_config(table, args.preset or "paper-300", config_file=args.config, overrides=args.set, budget=args.budget,
                          exact_schedule=args.exact_paper_schedule)
     budget = cfg.total_queries
     if not resume:
@@ -229,6 +229,9 @@ def run(args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     tuner.fit()
     wall = time.perf_counter() - t0
+    if searcher.n_queries < budget and not searcher.optimizer.finished:
+        # Tune returns from fit() on Ctrl-C after saving its state: the search is not over, say how to resume
+        raise KeyboardInterrupt(f"stopped after {searcher.n_queries} of {budget} queries")
     return write_results(out, table, searcher, seed=args.seed, budget=budget, wall_seconds=wall, method=args.method)
 
 
