@@ -23,7 +23,9 @@ from seminas_ray.tasks import get_task  # noqa: E402
 def build_parser(task: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help=f"one of {', '.join(sorted(TASKS))}")
-    parser.add_argument("--preset", default="paper-300", help=f"SemiNAS preset: {', '.join(sorted(PRESETS))}")
+    parser.add_argument("--preset", default=None,
+                        help=f"preset; nasbench: SemiNAS presets {', '.join(sorted(PRESETS))} (default paper-300); "
+                             f"tts: smoke, default, paper (default default)")
     parser.add_argument("--config", default=None, help="YAML file of SemiNAS settings (overrides the preset)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set n_unlabelled=5000 --set controller.hidden_size=32")
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown task {known.task!r}; choose one of {', '.join(sorted(TASKS))}", file=sys.stderr)
         return 2
     args = build_parser(known.task).parse_args(argv)
+    if args.preset is None:  # each task has its own presets and default
+        args.preset = getattr(get_task(args.task), "DEFAULT_PRESET_NAME", "paper-300")
     if args.resume is None and args.out is None:
         args.out = REPO / "runs" / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:

@@ -8,6 +8,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# OpenMP threads that spin-wait collapse (10x slower) when the 2 cores are shared with Ray workers; passive waiting
+# must be set before torch is imported, and Ray workers inherit it from this process.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def _resolve_data_dir() -> Path | None:
     # SEMINAS_DATA_DIR wins; otherwise the shared folder that sits beside the checkout (dev machines and CI).

@@ -1,6 +1,6 @@
 """SemiNAS hyper-parameters, the paper presets, and overrides from the command line or YAML.
 
-Presets (see ``docs/presets.md`` and the spec's table of the two code versions):
+Presets (see ``docs/nasbench.md`` and the spec's table of the two code versions):
 
 - ``paper-2000`` — Dec-2020 code / NeurIPS abstract: N=1100 labelled seeds, M=10,000 pseudo-labelled, 300 new per
   round, 3 rounds (2,000 queries), hidden 64, MLP 16, pretrain 1000 / train 500 epochs, labelled up-sampling 10,

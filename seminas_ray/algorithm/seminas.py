@@ -16,7 +16,6 @@ through a ``PseudoLabeler`` hook that Ray replaces with sharded remote tasks.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from dataclasses import field
@@ -114,11 +113,6 @@ class RoundWork:
         targets, norm = normalise_targets(np.asarray(self.labelled_scores), cfg)
         stats["target_norm"] = norm
 
-        if cfg.controller.num_threads is None:
-            # inside a Ray task OMP_NUM_THREADS=1; the round is a barrier (trials are idle), so use the node's cores
-            import torch
-
-            torch.set_num_threads(os.cpu_count() or 1)
         controller = NAOController(space, cfg.controller, seed=self.seed)
         if self.controller_state is not None:
             controller.load_state_dict(self.controller_state)

@@ -589,6 +589,11 @@ class SupernetCoordinatorImpl:
         self.log = list(state["log"])
         print(f"[supernet] resumed from {path} (rounds {sorted(self.cache)} done)", flush=True)
 
+    def rescore(self, keys: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Scores of ``keys`` on the current (final) weights, sharded across the replicas: one scale for all."""
+        keys = list(dict.fromkeys(keys))
+        return dict(zip(keys, self.group.score(keys)))
+
     def rounds(self) -> list[dict[str, Any]]:
         """One entry per trained round (steps, timings, DFR range, mean training losses)."""
         return list(self.log)

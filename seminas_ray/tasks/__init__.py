@@ -7,6 +7,7 @@ from types import ModuleType
 # name -> module path; modules are imported lazily so `--task nasbench` never imports the TTS stack
 TASKS: dict[str, str] = {
     "nasbench": "seminas_ray.tasks.nasbench",
+    "tts": "seminas_ray.tasks.tts.task",
 }
 
 
