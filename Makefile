@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 # The shared benchmark data beside the checkout, unless the caller points elsewhere.
 export SEMINAS_DATA_DIR ?= $(abspath ../shared/data)
 export RAY_AUTH_MODE ?= disabled
-# The main job's embedded default (override with ARGS="...").
-ARGS ?= --task nasbench --benchmark nb101 --preset paper-300 --seed 0 --out runs/nb101-demo --overwrite
+# The main job on its embedded default (override with ARGS="...", e.g. ARGS="--task nasbench").
+ARGS ?= --task tts
 
 .PHONY: venv run test bench clean-venv
 

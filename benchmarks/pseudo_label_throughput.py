@@ -3,7 +3,8 @@
 For every pool size ``M`` (``--sizes``) it measures, each in a fresh subprocess (so every row has its own clean
 driver, Ray cluster and peak-RSS counter):
 
-- ``local``: ``LocalPseudoLabeler`` in one process (PyTorch's default thread count), the single-process loop;
+- ``local``: ``LocalPseudoLabeler`` in one process, the single-process loop, with PyTorch's default thread count
+  (one per core) and with one thread (``--local-threads``; 0 = default);
 - ``ray``: ``RayPseudoLabeler`` on a local Ray instance with ``W`` CPUs (``--workers``), i.e. ``W`` one-CPU tasks at
   a time;
 - ``cluster``: ``RayPseudoLabeler`` on a simulated multi-node cluster (``ray.cluster_utils.Cluster``: a head with no
@@ -14,7 +15,7 @@ The space is the full NAS-Bench-101 enumeration by default (``--space``; its cac
 the controller the paper's NB101 size (hidden 64) with fixed random weights, and 1,000 keys are excluded (as
 architectures already queried). Before each timed call one warm-up call starts the Ray workers (importing PyTorch)
 and builds the space's token table, so the rows are steady-state throughput; the warm-up time is reported as
-``setup_s``. NB101 has 423,624 cells, so a requested pool of 1,000,000 returns all cells not excluded
+``setup_s``. Each row is the best of ``--repeats`` timed calls (one call for pools over 200,000). NB101 has 423,624 cells, so a requested pool of 1,000,000 returns all cells not excluded
 (``n_labelled``); ``--space tts`` (11^12 sequences, per-shard sampling on the workers) gives a true 1M pool.
 
 Columns: ``archs_per_s`` = labelled architectures / wall seconds of the call (sampling, transfer and merge
@@ -22,7 +23,9 @@ included); ``efficiency`` = ``archs_per_s / (workers x archs_per_s of the 1-work
 ``speedup_vs_local``; ``driver_rss_mb`` (before the timed call) and ``driver_peak_rss_mb`` (``ru_maxrss``) of the
 driver process, to show what the driver holds as ``M`` grows (the local row's driver also runs the model). The
 machine is shared with other work: ``load_1m`` is the load average at the start of each row, and rows measured on a
-busy machine understate throughput and scaling. Prints a table and writes ``DIR/pseudo_label_throughput.csv``.
+busy machine understate throughput and scaling. The children run with ``OMP_WAIT_POLICY=PASSIVE``
+(``--omp-wait-policy``): with PyTorch's default spinning OpenMP threads, two threads on two shared cores ran
+pseudo-labelling up to 10x slower than one. Prints a table and writes ``DIR/pseudo_label_throughput.csv``.
 
     SEMINAS_DATA_DIR=../shared/data .venv/bin/python benchmarks/pseudo_label_throughput.py \
         [--out bench_out/] [--sizes 10000,100000,1000000] [--workers 1,2] [--nodes 1,2] [--space nasbench101]
@@ -44,7 +47,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "RESULT "
 N_EXCLUDED = 1_000
-COLUMNS = ["space", "mode", "pool_size", "n_labelled", "workers", "nodes", "shard_size", "seconds", "archs_per_s",
+REPEAT_LIMIT = 200_000  # larger pools are timed once
+COLUMNS = ["space", "mode", "pool_size", "n_labelled", "workers", "nodes", "threads", "shard_size", "seconds",
+           "archs_per_s",
            "efficiency", "speedup_vs_local", "setup_s", "driver_rss_mb", "driver_peak_rss_mb", "load_1m", "cores"]
 
 
@@ -124,26 +129,35 @@ def run_row(spec: dict[str, Any]) -> dict[str, Any]:
     weights = NAOController(space, cfg, seed=0).get_weights()
     exclude = frozenset(space.key(a) for a in sample_distinct(space, N_EXCLUDED, np.random.default_rng(1), frozenset()))
     cluster = None
+    shard = {} if spec["shard_size"] is None else {"shard_size": spec["shard_size"]}
     if mode == "local":
-        labeler: Any = LocalPseudoLabeler(shard_size=spec["shard_size"])
+        if spec["threads"]:
+            import torch
+
+            torch.set_num_threads(spec["threads"])
+        labeler: Any = LocalPseudoLabeler(**shard)
         warm: Any = LocalPseudoLabeler(shard_size=256)
     else:
         from seminas_ray.distributed.pseudo_label import RayPseudoLabeler
 
         cluster = _start_ray(mode, workers, nodes)
-        labeler = RayPseudoLabeler(shard_size=spec["shard_size"])
+        labeler = RayPseudoLabeler(**shard)
         warm = RayPseudoLabeler(shard_size=256)
     try:
         # warm-up: start every worker (PyTorch import) and build the space's token table, outside the timing
         warm(space, cfg, weights, 256 * 2 * workers, 12345, exclude)
         setup_s = time.perf_counter() - t_setup
         rss_before = _rss_mb()
-        t0 = time.perf_counter()
-        seqs, preds = labeler(space, cfg, weights, size, 2024, exclude)
-        seconds = time.perf_counter() - t0
-        assert len(seqs) == len(preds) and np.isfinite(preds).all()
+        seconds = float("inf")
+        for _ in range(spec["repeats"] if size <= REPEAT_LIMIT else 1):
+            t0 = time.perf_counter()
+            seqs, preds = labeler(space, cfg, weights, size, 2024, exclude)
+            seconds = min(seconds, time.perf_counter() - t0)
+            assert len(seqs) == len(preds) and np.isfinite(preds).all()
+            del preds  # keep one pool alive at a time, as a search does
         return {"space": spec["space"], "mode": mode, "pool_size": size, "n_labelled": int(len(seqs)),
-                "workers": workers, "nodes": nodes, "shard_size": spec["shard_size"], "seconds": round(seconds, 3),
+                "workers": workers, "nodes": nodes, "threads": spec.get("threads", 1),
+                "shard_size": labeler.shard_size, "seconds": round(seconds, 3),
                 "archs_per_s": round(len(seqs) / seconds, 1), "setup_s": round(setup_s, 2),
                 "driver_rss_mb": round(rss_before, 1), "driver_peak_rss_mb": round(_peak_rss_mb(), 1),
                 "load_1m": round(load_1m, 2), "cores": os.cpu_count()}
@@ -163,16 +177,19 @@ def plan_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rows to measure: per pool size the local loop, Ray with each worker count, and each multi-node cluster."""
     rows = []
     for size in args.sizes:
-        base = {"space": args.space, "pool_size": size, "shard_size": args.shard_size}
-        rows.append({**base, "mode": "local", "workers": 1, "nodes": 1})
-        rows += [{**base, "mode": "ray", "workers": w, "nodes": 1} for w in args.workers]
-        rows += [{**base, "mode": "cluster", "workers": k, "nodes": k} for k in args.nodes if k > 1]
+        base = {"space": args.space, "pool_size": size, "shard_size": args.shard_size, "repeats": args.repeats}
+        rows += [{**base, "mode": "local", "workers": 1, "nodes": 1, "threads": t} for t in args.local_threads]
+        rows += [{**base, "mode": "ray", "workers": w, "nodes": 1, "threads": 1} for w in args.workers]
+        rows += [{**base, "mode": "cluster", "workers": k, "nodes": k, "threads": 1} for k in args.nodes if k > 1]
     return rows
 
 
-def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one row in a fresh Python process and parse its result line."""
+def run_child(spec: dict[str, Any], timeout: float, omp_wait_policy: str) -> dict[str, Any]:
+    """Run one row in a fresh Python process (its Ray workers inherit its environment) and parse its result."""
     env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "disabled"), PYTHONUNBUFFERED="1")
+    env.pop("OMP_WAIT_POLICY", None)
+    if omp_wait_policy != "unset":
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
@@ -186,7 +203,8 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
     for row in results:
         same = [r for r in results if r["pool_size"] == row["pool_size"]]
         single = next((r for r in same if r["mode"] == "ray" and r["workers"] == 1), None)
-        local = next((r for r in same if r["mode"] == "local"), None)
+        local = next((r for r in same if r["mode"] == "local" and r["threads"] == 0), None)
+        local = local or next((r for r in same if r["mode"] == "local"), None)
         row["efficiency"] = (round(row["archs_per_s"] / (row["workers"] * single["archs_per_s"]), 3)
                              if single else "")
         row["speedup_vs_local"] = round(row["archs_per_s"] / local["archs_per_s"], 2) if local else ""
@@ -208,15 +226,16 @@ def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    header = (f"{'mode':<8} {'pool':>9} {'labelled':>9} {'W':>2} {'N':>2} {'seconds':>8} {'archs/s':>9} {'eff':>6} "
-              f"{'x local':>7} {'rss MB':>7} {'peak MB':>8} {'load':>5}")
+    header = (f"{'mode':<8} {'pool':>9} {'labelled':>9} {'W':>2} {'N':>2} {'thr':>3} {'seconds':>8} {'archs/s':>9} "
+              f"{'eff':>6} {'x local':>7} {'rss MB':>7} {'peak MB':>8} {'load':>5}")
     print(header)
     print("-" * len(header))
     for r in results:
         eff = f"{r['efficiency']:.2f}" if r["efficiency"] != "" else "-"
         spd = f"{r['speedup_vs_local']:.2f}" if r["speedup_vs_local"] != "" else "-"
+        threads = str(r["threads"] or "def")
         print(f"{r['mode']:<8} {r['pool_size']:>9,} {r['n_labelled']:>9,} {r['workers']:>2} {r['nodes']:>2} "
-              f"{r['seconds']:>8.2f} {r['archs_per_s']:>9,.0f} {eff:>6} {spd:>7} {r['driver_rss_mb']:>7.0f} "
+              f"{threads:>3} {r['seconds']:>8.2f} {r['archs_per_s']:>9,.0f} {eff:>6} {spd:>7} {r['driver_rss_mb']:>7.0f} "
               f"{r['driver_peak_rss_mb']:>8.0f} {r['load_1m']:>5.1f}")
 
 
@@ -227,22 +246,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=_ints, default=[1, 2], help="CPUs of the local Ray instance")
     parser.add_argument("--nodes", type=_ints, default=[1, 2], help="simulated nodes (1 CPU each) for counts > 1")
     parser.add_argument("--space", default="nasbench101", choices=["nasbench101", "nasbench201", "tts"])
-    parser.add_argument("--shard-size", type=int, default=5_000, help="architectures per shard task")
+    parser.add_argument("--local-threads", type=lambda t: [int(x) for x in t.split(",")], default=[0, 1],
+                        help="PyTorch threads of the local rows (0 = PyTorch's default, one per core)")
+    parser.add_argument("--shard-size", type=int, default=None, help="architectures per shard (default: the "
+                        "labelers' default)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per row, best kept (pools <= 200k)")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "unset"],
+                        help="OMP_WAIT_POLICY of the driver and its Ray workers (default PASSIVE: spinning OpenMP "
+                             "threads collapse on a shared machine)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per row")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(RESULT_PREFIX + json.dumps(run_row(json.loads(args.child))), flush=True)
         return 0
-    if args.shard_size < 1:
+    if args.shard_size is not None and args.shard_size < 1:
         parser.error(f"--shard-size must be >= 1, got {args.shard_size}")
+    if args.repeats < 1 or min(args.local_threads) < 0:
+        parser.error("--repeats must be >= 1 and --local-threads >= 0")
 
-    print(f"pseudo-labelling throughput, space {args.space}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print(f"pseudo-labelling throughput, space {args.space}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+          f"OMP_WAIT_POLICY={args.omp_wait_policy}")
     results = []
     for spec in plan_rows(args):
-        results.append(run_child(spec, args.timeout))
+        results.append(run_child(spec, args.timeout, args.omp_wait_policy))
         r = results[-1]
-        print(f"  {r['mode']:<8} M={r['pool_size']:>9,} W={r['workers']} N={r['nodes']}: "
+        print(f"  {r['mode']:<8} M={r['pool_size']:>9,} W={r['workers']} N={r['nodes']} threads={r['threads']}: "
               f"{r['archs_per_s']:,.0f} archs/s ({r['n_labelled']:,} in {r['seconds']:.1f} s), "
               f"driver peak {r['driver_peak_rss_mb']:.0f} MB, load {r['load_1m']:.1f}", flush=True)
     add_ratios(results)

@@ -398,10 +398,12 @@ def merge_shards(parts: list[tuple[np.ndarray, np.ndarray]], n: int, seq_len: in
 class LocalPseudoLabeler:
     """Pseudo-labels shard after shard in this process (the default; no Ray).
 
-    ``batch_size=None`` lets the controller choose the inference batch for the device.
+    ``batch_size=None`` lets the controller choose the inference batch for the device. The default ``shard_size``
+    matches ``RayPseudoLabeler``'s (same pool for non-indexed spaces too): 2,500 NB101 architectures are ~0.2 s of
+    work for one CPU against ~5 ms of fixed cost per shard, and the paper's M = 10,000 splits into 4 tasks.
     """
 
-    shard_size: int = 5_000
+    shard_size: int = 2_500
     batch_size: int | None = None
 
     def __call__(self, space: SearchSpace, controller_config: ControllerConfig, weights: dict[str, np.ndarray],

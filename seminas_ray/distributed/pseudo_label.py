@@ -100,10 +100,12 @@ class RayPseudoLabeler:
     """Drop-in ``PseudoLabeler`` that runs the shards as Ray tasks across the cluster.
 
     Gives the same pool as ``LocalPseudoLabeler`` with the same ``shard_size`` (for indexed spaces whatever the
-    shard size). ``batch_size=None`` lets the controller pick the inference batch for the device.
+    shard size). ``batch_size=None`` lets the controller pick the inference batch for the device. The default
+    ``shard_size`` suits CPU workers (about 0.2 s of work per task against ~5 ms of fixed cost, and M = 10,000 makes 4
+    tasks); on GPUs use shards of 50,000 or more so that each task fills its batches.
     """
 
-    shard_size: int = 5_000
+    shard_size: int = 2_500
     batch_size: int | None = None
     num_cpus: float = 1.0
     max_retries: int = 3

@@ -402,6 +402,7 @@ class SupernetGroup:
         self.actors = [SupernetActor.options(name=name, **opts).remote(i, p.n_actors, spec, train_ref, valid_ref,
                                                                        p.device)
                        for i, name in enumerate(self.names)]
+        self._started = False
         try:
             ready, pending = ray.wait([a.info.remote() for a in self.actors], num_returns=len(self.actors),
                                       timeout=start_timeout_s)
@@ -410,6 +411,7 @@ class SupernetGroup:
                     f"only {len(ready)} of {p.n_actors} supernet actors started within {start_timeout_s:.0f}s: the "
                     f"cluster cannot host {p.n_actors} x {{CPU: {p.num_cpus:g}, GPU: {p.num_gpus:g}}} right now")
             self.infos = ray.get(ready)
+            self._started = True
             if p.n_actors > 1:
                 ip, port = ray.get(self.actors[0].master_address.remote())
                 ray.get([a.init_process_group.remote(ip, port, p.backend) for a in self.actors],
@@ -459,10 +461,11 @@ class SupernetGroup:
         actors, self.actors = getattr(self, "actors", []), []
         if not actors:
             return
-        try:
-            ray.get([a.close.remote() for a in actors], timeout=30)
-        except Exception:  # a replica that is already gone cannot leave politely
-            pass
+        if getattr(self, "_started", False):  # replicas that never started have no group to leave
+            try:
+                ray.get([a.close.remote() for a in actors], timeout=30)
+            except Exception:  # a replica that is already gone cannot leave politely
+                pass
         for a in actors:
             try:
                 ray.kill(a)

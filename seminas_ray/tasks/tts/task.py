@@ -438,6 +438,9 @@ def run_search(args: argparse.Namespace, out: Path, preset: TTSPreset, cfg: Any,
         t0 = time.perf_counter()
         tuner.fit()
         search_seconds = time.perf_counter() - t0
+        if not searcher.optimizer.finished:
+            # Tune returns from fit() on Ctrl-C after saving its state: the search is not over, say how to resume
+            raise KeyboardInterrupt(f"stopped after {searcher.optimizer.n_told} of {cfg.total_queries} architectures")
         keys = [e["key"] for e in searcher.evaluations if e.get(METRIC) is not None]
         if not keys:
             raise RuntimeError("every supernet evaluation failed: see the trial errors under " + str(out / "tune"))

@@ -1,0 +1,96 @@
+"""``experiments/run.py --task tts`` end to end with the smoke preset (subprocess, real Ray/Tune, real eSpeak corpus,
+real training, synthesis, Griffin-Lim and PocketSphinx), its results folder, its errors, and its configuration."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(REPO / "experiments" / "run.py")]
+
+
+def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    return subprocess.run(RUN + list(args), capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("--task", "tts", "--preset", "smoke", "--out", str(out), "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "results in" in proc.stdout and "[controller round 1]" in proc.stdout
+
+    report = json.loads((out / "report.json").read_text())
+    systems = {r["system"]: r for r in report["final"]["systems"]}
+    assert set(systems) == {"SemiNAS best", "Transformer-TTS (baseline)"}
+    assert systems["Transformer-TTS (baseline)"]["key"] == "9 9 9 9 9 9 | 9 9 9 9 9 9"
+    assert systems["SemiNAS best"]["key"] == report["search"]["best"]["key"]
+    for row in systems.values():
+        assert row["train_steps"] == 40 and 0.0 <= row["hard_error_rate"] <= 1.0
+        assert 0.0 <= row["valid_dfr_teacher_forced"] <= 1.0
+        if report["final"]["asr"]:
+            assert row["wer"] >= 0.0 and row["word_accuracy"] <= 1.0
+    gt = report["final"]["ground_truth"]
+    if report["final"]["asr"]:
+        assert 0.0 <= gt["wer"] <= 1.5  # the recogniser's own errors on the recordings: the ceiling
+    markdown = (out / "report.md").read_text()
+    for needle in ("SemiNAS best", "Transformer-TTS (baseline)", "Ground truth", "What this run can and cannot show"):
+        assert needle in markdown
+
+    # the search: N seeds + 1 round of 4, every one scored, the best is the top of the final re-scoring
+    evals = pd.read_csv(out / "evaluations.csv")
+    assert len(evals) == 6 + 4 == evals["key"].nunique()
+    assert evals["dfr"].between(0, 1).all() and evals["final_dfr"].between(0, 1).all()
+    assert report["search"]["best"]["key"] == evals.loc[evals["final_dfr"].idxmax(), "key"]
+    assert list(evals["round"]) == [0] * 6 + [1] * 4
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert list(rounds["round"]) == [0, 1] and (rounds["supernet_steps"] > 0).all()
+    assert (out / "config.yaml").is_file() and (out / "search_curve.png").stat().st_size > 1000
+    assert list((out / "samples").glob("*.wav")) and list((out / "plots").glob("*.png"))
+    sentences = pd.read_csv(out / "final_sentences.csv")
+    assert len(sentences) == 2 * (2 + 2)
+
+
+def test_bad_data_path_is_one_clear_line(tmp_path):
+    out = tmp_path / "x"
+    proc = run_cli("--task", "tts", "--preset", "smoke", "--data", str(tmp_path / "no_such_corpus"), "--out", str(out))
+    assert proc.returncode == 2
+    assert "--data" in proc.stderr and "no such folder" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unknown_tts_preset_is_refused(tmp_path):
+    proc = run_cli("--task", "tts", "--preset", "paper-300", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "unknown TTS preset" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_seminas_config_follows_the_paper_scaled_by_the_preset():
+    from seminas_ray.tasks.tts.presets import PRESETS
+    from seminas_ray.tasks.tts.task import seminas_config
+
+    paper = seminas_config(PRESETS["paper"])
+    assert (paper.n_seed, paper.n_unlabelled, paper.n_per_round, paper.n_rounds, paper.top_k) == (100, 4000, 100, 3, 100)
+    assert (paper.controller.hidden_size, paper.controller.mlp_hidden_size) == (16, 64)
+    assert paper.controller.output_activation == "sigmoid" and paper.target_norm == "minmax"
+    assert (paper.step_size_start, paper.step_size_increment) == (0.1, 0.1)
+    default = seminas_config(PRESETS["default"], overrides=["n_unlabelled=1000"], budget=20)
+    assert (default.n_seed, default.n_per_round, default.n_unlabelled, default.total_queries) == (16, 8, 1000, 20)
+    with pytest.raises(ValueError, match="unknown SemiNAS setting"):
+        seminas_config(PRESETS["smoke"], overrides=["no_such_setting=1"])
+
+
+def test_eval_indices_spread_over_the_hard_sentences():
+    from seminas_ray.tasks.tts.evaluation import eval_indices
+
+    assert eval_indices(100, None) == list(range(100))
+    picked = eval_indices(100, 5)
+    assert picked == [0, 25, 50, 74, 99]
+    assert eval_indices(3, 10) == [0, 1, 2]
