@@ -20,8 +20,13 @@ and builds the space's token table, so the rows are steady-state throughput; the
 
 Columns: ``archs_per_s`` = labelled architectures / wall seconds of the call (sampling, transfer and merge
 included); ``efficiency`` = ``archs_per_s / (workers x archs_per_s of the 1-worker Ray row of the same size)``;
-``speedup_vs_local``; ``driver_rss_mb`` (before the timed call) and ``driver_peak_rss_mb`` (``ru_maxrss``) of the
-driver process, to show what the driver holds as ``M`` grows (the local row's driver also runs the model). The
+``speedup_vs_local`` (against the local row with PyTorch's default threads); ``cpu_s``, the CPU seconds per call of
+the driver and every process under it (the Ray instance or simulated cluster and its workers), and
+``archs_per_cpu_s``, which depends far less on how busy the machine is than wall-clock rates do: its ratio between
+rows shows what Ray and parallelism cost in CPU, i.e. the scaling to expect where each worker has its own core; and the
+driver's memory: ``driver_rss_mb`` before the timed calls, ``call_peak_rss_mb`` its peak during them (``VmHWM``,
+reset before), and ``driver_peak_rss_mb`` over its lifetime (``ru_maxrss``: importing PyTorch alone is ~670 MB), to
+show what the driver holds as ``M`` grows (the local rows' driver also runs the model). The
 machine is shared with other work: ``load_1m`` is the load average at the start of each row, and rows measured on a
 busy machine understate throughput and scaling. The children run with ``OMP_WAIT_POLICY=PASSIVE``
 (``--omp-wait-policy``): with PyTorch's default spinning OpenMP threads, two threads on two shared cores ran
@@ -49,8 +54,8 @@ RESULT_PREFIX = "RESULT "
 N_EXCLUDED = 1_000
 REPEAT_LIMIT = 200_000  # larger pools are timed once
 COLUMNS = ["space", "mode", "pool_size", "n_labelled", "workers", "nodes", "threads", "shard_size", "seconds",
-           "archs_per_s",
-           "efficiency", "speedup_vs_local", "setup_s", "driver_rss_mb", "driver_peak_rss_mb", "load_1m", "cores"]
+           "archs_per_s", "efficiency", "speedup_vs_local", "cpu_s", "archs_per_cpu_s", "setup_s", "driver_rss_mb",
+           "call_peak_rss_mb", "driver_peak_rss_mb", "load_1m", "cores"]
 
 
 def _ints(text: str) -> list[int]:
@@ -71,7 +76,54 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident set size of this process over its lifetime (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark (``VmHWM``; Linux >= 4.0), so :func:`_hwm_mb` gives the peak since now."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _hwm_mb() -> float:
+    """``VmHWM`` of this process (MB): its peak RSS since the last :func:`_reset_peak_rss`."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants: the local Ray instance or
+    simulated cluster (raylets, object stores, workers) is started by, and lives under, this process."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        parent[int(entry)] = int(fields[1])
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,18 +200,25 @@ def run_row(spec: dict[str, Any]) -> dict[str, Any]:
         warm(space, cfg, weights, 256 * 2 * workers, 12345, exclude)
         setup_s = time.perf_counter() - t_setup
         rss_before = _rss_mb()
-        seconds = float("inf")
-        for _ in range(spec["repeats"] if size <= REPEAT_LIMIT else 1):
-            t0 = time.perf_counter()
+        hwm_reset = _reset_peak_rss()
+        seconds, cpu_s, n_labelled = float("inf"), 0.0, 0
+        repeats = spec["repeats"] if size <= REPEAT_LIMIT else 1
+        for _ in range(repeats):
+            cpu0, t0 = _tree_cpu_s(), time.perf_counter()
             seqs, preds = labeler(space, cfg, weights, size, 2024, exclude)
             seconds = min(seconds, time.perf_counter() - t0)
+            cpu_s += _tree_cpu_s() - cpu0
             assert len(seqs) == len(preds) and np.isfinite(preds).all()
-            del preds  # keep one pool alive at a time, as a search does
-        return {"space": spec["space"], "mode": mode, "pool_size": size, "n_labelled": int(len(seqs)),
+            n_labelled = int(len(seqs))
+            del seqs, preds  # one pool alive at a time, as in a search
+        return {"space": spec["space"], "mode": mode, "pool_size": size, "n_labelled": n_labelled,
                 "workers": workers, "nodes": nodes, "threads": spec.get("threads", 1),
                 "shard_size": labeler.shard_size, "seconds": round(seconds, 3),
-                "archs_per_s": round(len(seqs) / seconds, 1), "setup_s": round(setup_s, 2),
-                "driver_rss_mb": round(rss_before, 1), "driver_peak_rss_mb": round(_peak_rss_mb(), 1),
+                "archs_per_s": round(n_labelled / seconds, 1), "cpu_s": round(cpu_s / repeats, 2),
+                "archs_per_cpu_s": round(n_labelled * repeats / cpu_s, 1) if cpu_s > 0 else "",
+                "setup_s": round(setup_s, 2), "driver_rss_mb": round(rss_before, 1),
+                "call_peak_rss_mb": round(_hwm_mb(), 1) if hwm_reset else "",
+                "driver_peak_rss_mb": round(_peak_rss_mb(), 1),
                 "load_1m": round(load_1m, 2), "cores": os.cpu_count()}
     finally:
         if mode != "local":
@@ -227,16 +286,18 @@ def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (f"{'mode':<8} {'pool':>9} {'labelled':>9} {'W':>2} {'N':>2} {'thr':>3} {'seconds':>8} {'archs/s':>9} "
-              f"{'eff':>6} {'x local':>7} {'rss MB':>7} {'peak MB':>8} {'load':>5}")
+              f"{'eff':>5} {'x local':>7} {'archs/cpu-s':>11} {'rss MB':>7} {'call pk':>7} {'life pk':>7} {'load':>5}")
     print(header)
     print("-" * len(header))
     for r in results:
         eff = f"{r['efficiency']:.2f}" if r["efficiency"] != "" else "-"
         spd = f"{r['speedup_vs_local']:.2f}" if r["speedup_vs_local"] != "" else "-"
+        per_cpu = f"{r['archs_per_cpu_s']:,.0f}" if r["archs_per_cpu_s"] != "" else "-"
+        call_peak = f"{r['call_peak_rss_mb']:.0f}" if r["call_peak_rss_mb"] != "" else "-"
         threads = str(r["threads"] or "def")
         print(f"{r['mode']:<8} {r['pool_size']:>9,} {r['n_labelled']:>9,} {r['workers']:>2} {r['nodes']:>2} "
-              f"{threads:>3} {r['seconds']:>8.2f} {r['archs_per_s']:>9,.0f} {eff:>6} {spd:>7} {r['driver_rss_mb']:>7.0f} "
-              f"{r['driver_peak_rss_mb']:>8.0f} {r['load_1m']:>5.1f}")
+              f"{threads:>3} {r['seconds']:>8.2f} {r['archs_per_s']:>9,.0f} {eff:>5} {spd:>7} {per_cpu:>11} "
+              f"{r['driver_rss_mb']:>7.0f} {call_peak:>7} {r['driver_peak_rss_mb']:>7.0f} {r['load_1m']:>5.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,11 +140,12 @@ def preset(name: str) -> dict[str, Any]:
     return copy.deepcopy(PRESETS[name])
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into a copy of ``base`` (nested dicts merged, other values replaced)."""
     out = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_settings(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -168,14 +169,18 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def build_config(
-    preset_name: str = "paper-2000",
+    preset_name: str | None = "paper-2000",
     config_file: str | Path | None = None,
     overrides: list[str] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
     **explicit: Any,
 ) -> SemiNASConfig:
-    """Preset, then a YAML file, then ``key=value`` overrides, then explicit keyword values (highest wins)."""
-    data = _merge({}, SemiNASConfig().to_dict())
-    data = _merge(data, preset(preset_name))
+    """Defaults, then a preset (by name, or a task's own ``base`` settings), then a YAML file, then ``key=value``
+    overrides, then explicit keyword values (highest wins)."""
+    data = merge_settings({}, SemiNASConfig().to_dict())
+    data = merge_settings(data, preset(preset_name) if preset_name is not None else {})
+    data = merge_settings(data, base or {})
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
@@ -183,8 +188,8 @@ def build_config(
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
-        data = _merge(data, loaded)
+        data = merge_settings(data, loaded)
     for text in overrides or []:
-        data = _merge(data, parse_override(text))
-    data = _merge(data, {k: v for k, v in explicit.items() if v is not None})
+        data = merge_settings(data, parse_override(text))
+    data = merge_settings(data, {k: v for k, v in explicit.items() if v is not None})
     return SemiNASConfig.from_dict(data)

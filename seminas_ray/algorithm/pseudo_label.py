@@ -8,8 +8,8 @@ How the pool is drawn depends on the space:
   ``min(n, available)`` distinct architectures, a pure function of ``(space, seed, exclude, n)``. Shards are
   contiguous slices of it, so there are no cross-shard duplicates to drop, no oversampling, and the pool does not
   depend on the shard size or the cluster. The token rows are gathered from a per-space table (built once per space
-  object and cached), so no Python object exists per architecture; a pool of 1M costs 27 MB of int8 tokens plus
-  4 MB of float32 predictions.
+  object and cached), so no Python object exists per architecture: the pool costs its int8 tokens and float32
+  predictions (31 bytes per NB101 architecture).
 - **Other spaces** (e.g. TTS, 11^12 sequences): shard ``i`` samples its own architectures with seed
   ``(seed, i)`` (a few percent oversampled to make up for cross-shard duplicates) and labels them; shards are merged
   in shard order, repeated sequences dropped (first wins, vectorised) and the pool cut to ``n``.
@@ -152,9 +152,17 @@ class _NB101Pool(_TokenTablePool):
 
     def __init__(self, space: NB101Space) -> None:
         cells = space.enumeration
-        super().__init__(len(cells), space.seq_len, space.vocab_size,
-                         lambda: encode_arrays(cells.adjacency, cells.labels, cells.n_vertices))
+        super().__init__(len(cells), space.seq_len, space.vocab_size, lambda: self._encode_all(cells))
         self._cells = cells
+
+    def _encode_all(self, cells: Any, chunk: int = 50_000) -> np.ndarray:
+        # in chunks: encode_arrays works in int64 with bool temporaries, ~150 MB at once for the whole enumeration
+        table = np.empty((len(cells), self.seq_len), dtype=TOKEN_DTYPE)
+        for start in range(0, len(cells), chunk):
+            stop = start + chunk
+            table[start:stop] = encode_arrays(cells.adjacency[start:stop], cells.labels[start:stop],
+                                              cells.n_vertices[start:stop])
+        return table
 
     def draw(self, rng: np.random.Generator, k: int) -> np.ndarray:
         # NB101Space.sample draws without replacement and cannot draw more than the enumeration holds

@@ -33,7 +33,6 @@ import socket
 import time
 from dataclasses import asdict
 from dataclasses import dataclass
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import Sequence

@@ -10,7 +10,6 @@ import argparse
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from seminas_ray.reporting import write_csv
 from seminas_ray.reporting import write_json
 from seminas_ray.reporting import write_yaml
 from seminas_ray.spaces.base import SearchSpace
+from seminas_ray.tasks.run_folder import load_run_settings
+from seminas_ray.tasks.run_folder import prepare_out_dir
 from seminas_ray.tasks.nasbench_trial import METRIC
 from seminas_ray.tasks.nasbench_trial import nasbench_trainable
 
@@ -160,16 +161,6 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder unless ``--overwrite``."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds files (a previous run?): use --resume {out} to continue "
-                                  f"it, --overwrite to replace it, or another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def run(args: argparse.Namespace) -> Path:
     """``experiments/run.py --task nasbench``: search through Tune, then write the results folder."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -183,15 +174,15 @@ def run(args: argparse.Namespace) -> Path:
     resume = args.resume is not None
     out = Path(args.resume or args.out).resolve()
     if resume:
-        settings = _load_run_settings(out)
+        settings = load_run_settings(out, "nasbench")
         for k, v in settings.items():
             setattr(args, k, v)
 
     # everything that can be wrong with the input is checked before the results folder is touched
     table = load_benchmark(args.data, args.benchmark, args.dataset)
     space = search_space(table)
-    cfg = seminas_config(table, args.preset or "paper-300", config_file=args.config, overrides=args.set, budget=args.budget,
-                         exact_schedule=args.exact_paper_schedule)
+    cfg = seminas_config(table, args.preset or "paper-300", config_file=args.config, overrides=args.set,
+                         budget=args.budget, exact_schedule=args.exact_paper_schedule)
     budget = cfg.total_queries
     if not resume:
         prepare_out_dir(out, overwrite=args.overwrite)
@@ -261,18 +252,6 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("benchmark", "data", "dataset", "method", "preset", "config", "set", "budget", "seed",
             "exact_paper_schedule", "concurrency", "trial_cpus")
     return {k: getattr(args, k) for k in keys}
-
-
-def _load_run_settings(out: Path) -> dict[str, Any]:
-    import yaml
-
-    path = out / "config.yaml"
-    if not path.is_file() or not (out / "tune").is_dir():
-        raise FileNotFoundError(f"--resume {out}: not a run folder (no config.yaml and tune/ inside)")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict) or data.get("task") != "nasbench" or "run" not in data:
-        raise ValueError(f"--resume {out}: config.yaml is not a nasbench run")
-    return data["run"]
 
 
 def _find_searcher(tuner: Any) -> Any:

@@ -17,12 +17,10 @@ the ground-truth transcription is a third task. Everything is seeded: the same r
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
-from typing import Sequence
 
 import numpy as np
 import ray
@@ -181,8 +179,9 @@ def eval_indices(n_total: int, n_wanted: int | None) -> list[int]:
 
 
 def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_key: str, seed: int,
-                     search: dict[str, Any], baseline_key: str | None = None) -> dict[str, Any]:
-    """Train + synthesise + measure the best architecture and the baseline; write the report; return its dict."""
+                     baseline_key: str | None = None) -> dict[str, Any]:
+    """Train + synthesise + measure the best architecture and the baseline (plots, samples and
+    ``final_sentences.csv`` go to ``out``); returns the ``final`` part of the report."""
     from seminas_ray.spaces.tts import TRANSFORMER_TTS_ARCH
     from seminas_ray.spaces.tts import TTSSpace
     from seminas_ray.tasks.tts import asr as tts_asr
@@ -256,13 +255,9 @@ def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_
     from seminas_ray.reporting import write_csv
 
     write_csv(out / "final_sentences.csv", sentence_rows)
-    final = {"systems": rows, "ground_truth": gt_row, "eval_seconds": round(eval_seconds, 1),
-             "n_test": len(test_idx), "n_hard": len(hard_idx), "asr": use_asr, "final_model": final_cfg.to_dict(),
-             "final_steps": preset.final_steps, "gl_iters": preset.gl_iters, "files": files}
-    report = {"task": "tts", "preset": preset.name, "setting": data.setting, "seed": seed, "data": data.info(),
-              "search": search, "final": final}
-    write_report(out, report)
-    return final
+    return {"systems": rows, "ground_truth": gt_row, "eval_seconds": round(eval_seconds, 1),
+            "n_test": len(test_idx), "n_hard": len(hard_idx), "asr": use_asr, "final_model": final_cfg.to_dict(),
+            "final_steps": preset.final_steps, "gl_iters": preset.gl_iters, "files": files}
 
 
 def system_metrics(name: str, res: dict[str, Any], texts: dict[str, list[str]],
@@ -413,10 +408,12 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
 def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report."""
     s, data, final = report["search"], report["data"], report.get("final")
+    wall = report.get("wall_seconds")
     lines = [f"# SemiNAS TTS search: preset `{report['preset']}`, {report['setting']} setting, seed {report['seed']}",
              "",
              f"Data: {data['source']} — {data['train']} training / {data['valid']} validation / {data['test']} test "
-             f"utterances, {data['hard']} hard sentences.", ""]
+             f"utterances, {data['hard']} hard sentences."
+             + (f" Whole run: {wall / 60:.1f} min." if wall else ""), ""]
     for note in data.get("notes", []):
         lines.append(f"- {note}")
     lines += ["", "## Search", "",

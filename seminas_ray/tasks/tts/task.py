@@ -333,19 +333,12 @@ def run(args: argparse.Namespace) -> Path:
     if not getattr(args, "no_final", False):
         from seminas_ray.tasks.tts.evaluation import final_evaluation
 
-        final = final_evaluation(out, data, preset, final_cfg, best_key=search["best"]["key"], seed=args.seed,
-                                 search=search)
-        report["final"] = final
-    else:
-        from seminas_ray.tasks.tts.evaluation import write_report
-
-        write_report(out, report)
+        report["final"] = final_evaluation(out, data, preset, final_cfg, best_key=search["best"]["key"],
+                                           seed=args.seed)
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    from seminas_ray.reporting import write_json
+    from seminas_ray.tasks.tts.evaluation import write_report
 
-    existing = _read_json(out / "report.json")
-    existing.update(wall_seconds=report["wall_seconds"])
-    write_json(out / "report.json", existing)
+    write_report(out, report)
     print(f"done in {report['wall_seconds'] / 60:.1f} min: best architecture {search['best']['key']} "
           f"({search['best']['describe']}); results in {out} (report.md)", flush=True)
     return out
@@ -496,8 +489,6 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
     plot_search_curve(out / "search_curve.png", {"SemiNAS (supernet DFR)": (list(range(1, len(running) + 1)),
                                                                              running)},
                       ylabel="best DFR so far (reward)", title=f"SemiNAS on the TTS space (seed {seed})")
-    from seminas_ray.distributed.supernet_actor import COORDINATOR_NAME  # noqa: F401  (documented name)
-
     summary = {
         "n_evaluated": len(rows), "n_failed": sum(r[METRIC] is None for r in rows),
         "n_rounds": len(merged), "search_seconds": round(search_seconds, 1),
@@ -541,12 +532,6 @@ def _load_run_settings(out: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("task") != "tts" or "run" not in data:
         raise ValueError(f"--resume {out}: config.yaml is not a tts run")
     return data["run"]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 __all__ = ["COORDINATOR", "METRIC", "SETTINGS", "TTSData", "add_arguments", "prepare_data", "run", "run_search",
