@@ -13,10 +13,11 @@ driver, Ray cluster and peak-RSS counter):
 
 The space is the full NAS-Bench-101 enumeration by default (``--space``; its cache is built once, ~20 s, if absent),
 the controller the paper's NB101 size (hidden 64) with fixed random weights, and 1,000 keys are excluded (as
-architectures already queried). Before each timed call one warm-up call starts the Ray workers (importing PyTorch)
-and builds the space's token table, so the rows are steady-state throughput; the warm-up time is reported as
-``setup_s``. Each row is the best of ``--repeats`` timed calls (one call for pools over 200,000). NB101 has 423,624 cells, so a requested pool of 1,000,000 returns all cells not excluded
-(``n_labelled``); ``--space tts`` (11^12 sequences, per-shard sampling on the workers) gives a true 1M pool.
+architectures already queried). Before the timed calls one warm-up call starts the Ray workers (importing
+PyTorch) and builds the space's token table, so the rows are steady-state throughput; the warm-up time is reported as
+``setup_s``. Each row is the best of ``--repeats`` timed calls (one call for pools over 200,000). NB101 has 423,624
+cells, so a requested pool of 1,000,000 returns all cells not excluded (``n_labelled``); ``--space tts`` (11^12
+sequences, per-shard sampling on the workers) is not capped.
 
 Columns: ``archs_per_s`` = labelled architectures / wall seconds of the call (sampling, transfer and merge
 included); ``efficiency`` = ``archs_per_s / (workers x archs_per_s of the 1-worker Ray row of the same size)``;
