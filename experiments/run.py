@@ -7,9 +7,14 @@ Locally this starts a Ray instance; on a cluster pass ``--address auto``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+# OpenMP threads that spin-wait collapse (~10x slower) when cores are shared with Ray workers; passive waiting must
+# be set before torch is imported, and the local Ray instance's workers inherit it from this process.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
