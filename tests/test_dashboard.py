@@ -52,7 +52,8 @@ def test_search_is_visible_in_the_dashboard(ray_with_dashboard, data_dir, tmp_pa
     out = nasbench.run(args)
     assert json.loads((out / "report.json").read_text())["n_queries"] == 30
 
-    names = {t.name for t in list_tasks(limit=10_000)}
+    # name this cluster explicitly: other Ray instances may run on the same machine
+    names = {t.name for t in list_tasks(address=f"http://{ctx.dashboard_url}", limit=10_000)}
     assert {"pseudo_label", "controller_round"} <= names, names
 
     # the same through the dashboard's HTTP API (what the UI itself reads)
