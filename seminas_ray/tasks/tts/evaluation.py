@@ -54,7 +54,6 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
     """
     import torch
 
-    from seminas_ray.tasks.tts import asr as tts_asr
     from seminas_ray.tasks.tts.audio import mel_to_wav
     from seminas_ray.tasks.tts.model import ChildModel
     from seminas_ray.tasks.tts.model import TTSModelConfig
@@ -108,6 +107,7 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
         wavs: list[np.ndarray] = []
         kept: list[dict[str, Any]] = []
         bs = max(1, int(opts["eval_batch_size"]))
+        bar = _bar(len(chars_list), f"{name}: synthesising {set_name} sentences", unit="utt")
         for start in range(0, len(chars_list), bs):
             idx = list(range(start, min(start + bs, len(chars_list))))
             caps = [max(cfg.r, int(math.ceil(gt_frames[i] * opts["max_len_ratio"]))) for i in idx]
@@ -134,7 +134,11 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
                 if i < int(opts["n_keep"]):
                     kept.append({"index": i, "mel": mel.astype(np.float32), "attn": attn.numpy().astype(np.float32),
                                  "wav": wavs[-1].astype(np.float32)})
-        hyps = tts_asr.transcribe(wavs, seed=int(opts["seed"])) if opts["asr"] else None
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        hyps = _recognise(wavs, int(opts["seed"]), f"{name}: recognising {set_name} sentences") if opts["asr"] else None
         if hyps is not None:
             for r, h in zip(records, hyps):
                 r["hyp"] = h
@@ -146,24 +150,45 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
             "eval_seconds": round(time.perf_counter() - t1, 1), "sets": out_sets, "device": str(device)}
 
 
+def _recognise(wavs: list[Any], seed: int, desc: str) -> list[str]:
+    """``asr.transcribe`` (one fresh decoder, noise seeded per position) with a progress bar: 1-4 s per utterance."""
+    from seminas_ray.tasks.tts import asr as tts_asr
+    from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE
+    from seminas_ray.tasks.tts.ljspeech import read_wav
+
+    recognizer = tts_asr.Recognizer()
+    bar = _bar(len(wavs), desc, unit="utt")
+    out = []
+    for i, wav in enumerate(wavs):
+        rate = SAMPLE_RATE
+        if isinstance(wav, (str, Path)):
+            wav, rate = read_wav(wav)
+        out.append(recognizer.recognize(tts_asr.prepare_audio(wav, rate, seed=(seed, i))))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
 def transcribe_ground_truth(paths: dict[str, list[str]], seed: int) -> dict[str, list[str]]:
     """PocketSphinx transcripts of the ground-truth recordings, one fresh decoder per set (as for the systems)."""
-    from seminas_ray.tasks.tts import asr as tts_asr
-
-    return {name: tts_asr.transcribe(list(p), seed=seed) for name, p in paths.items()}
+    return {name: _recognise(list(p), seed, f"ground truth: recognising {name} sentences")
+            for name, p in paths.items()}
 
 
 _train_task = ray.remote(max_retries=0)(train_and_synthesize)
 _gt_task = ray.remote(max_retries=1)(transcribe_ground_truth)
 
 
-def _bar(total: int, desc: str) -> Any:
+def _bar(total: int, desc: str, unit: str = "step") -> Any:
+    """A progress bar shown in the driver's terminal from inside a Ray task (Ray's tqdm), or None."""
     try:
         if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
             from ray.experimental.tqdm_ray import tqdm
         else:
             from tqdm.auto import tqdm
-        return tqdm(total=total, desc=desc, unit="step")
+        return tqdm(total=total, desc=desc, unit=unit)
     except Exception:
         return None
 

@@ -21,11 +21,12 @@ worst architectures; we do not copy that bug).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
 from typing import Any
+
+from seminas_ray.algorithm.config import merge_settings
 
 #: SemiNAS settings of the paper's TTS search (spec §5); presets scale N, M, the round size and the round count.
 PAPER_SEMINAS: dict[str, Any] = {
@@ -75,7 +76,7 @@ class TTSPreset:
 
     def seminas_dict(self) -> dict[str, Any]:
         """The SemiNAS settings: the paper's TTS values with this preset's overrides (nested merge)."""
-        return _merge(PAPER_SEMINAS, self.seminas)
+        return merge_settings(PAPER_SEMINAS, self.seminas)
 
     def with_overrides(self, **changes: Any) -> "TTSPreset":
         return replace(self, **changes)
@@ -114,16 +115,6 @@ def get_preset(name: str | None) -> TTSPreset:
     if name not in PRESETS:
         raise ValueError(f"unknown TTS preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 __all__ = ["DEFAULT_PRESET", "PAPER_ROBUSTNESS_EPOCHS_PER_ARCH", "PAPER_SEMINAS", "PRESETS", "TTSPreset",

@@ -34,6 +34,8 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from seminas_ray.tasks.run_folder import load_run_settings
+from seminas_ray.tasks.run_folder import prepare_out_dir
 from seminas_ray.tasks.tts.presets import DEFAULT_PRESET
 from seminas_ray.tasks.tts.presets import PAPER_ROBUSTNESS_EPOCHS_PER_ARCH
 from seminas_ray.tasks.tts.presets import PRESETS
@@ -190,28 +192,10 @@ def prepare_data(data: str | None, setting: str, preset: TTSPreset, *, progress:
 def seminas_config(preset: TTSPreset, *, config_file: str | None = None, overrides: list[str] | None = None,
                    budget: int | None = None, exact_schedule: bool = False) -> Any:
     """The SemiNAS config: the paper's TTS settings scaled by the preset, then --config, --set and --budget."""
-    import yaml
+    from seminas_ray.algorithm.config import build_config
 
-    from seminas_ray.algorithm.config import SemiNASConfig
-    from seminas_ray.algorithm.config import parse_override
-    from seminas_ray.tasks.tts.presets import _merge
-
-    data = _merge(SemiNASConfig().to_dict(), preset.seminas_dict())
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
-        data = _merge(data, loaded)
-    for text in overrides or []:
-        data = _merge(data, parse_override(text))
-    if budget is not None:
-        data["budget"] = budget
-    if exact_schedule:
-        data["schedule"] = "exact"
-    return SemiNASConfig.from_dict(data)
+    return build_config(None, config_file, overrides, base=preset.seminas_dict(), budget=budget,
+                        schedule="exact" if exact_schedule else None)
 
 
 def model_config(name: str, overrides: dict[str, Any], cli: list[str] | None = None) -> Any:
@@ -295,7 +279,7 @@ def run(args: argparse.Namespace) -> Path:
     resume = getattr(args, "resume", None) is not None
     out = Path(args.resume or args.out).resolve()
     if resume:
-        for k, v in _load_run_settings(out).items():
+        for k, v in load_run_settings(out, "tts").items():
             setattr(args, k, v)
     preset = get_preset(getattr(args, "preset", None) or DEFAULT_PRESET)
     if getattr(args, "final_steps", None) is not None:
@@ -312,8 +296,6 @@ def run(args: argparse.Namespace) -> Path:
     search_cfg = model_config(preset.search_model, preset.search_overrides, getattr(args, "model_set", []))
     final_cfg = model_config(preset.final_model, preset.final_overrides)
     if not resume:
-        from seminas_ray.tasks.nasbench import prepare_out_dir
-
         prepare_out_dir(out, overwrite=args.overwrite)
     t_start = time.perf_counter()
     data = prepare_data(args.data, args.setting, preset)
@@ -520,18 +502,6 @@ def _preset_dict(preset: TTSPreset) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(preset)
-
-
-def _load_run_settings(out: Path) -> dict[str, Any]:
-    import yaml
-
-    path = out / "config.yaml"
-    if not path.is_file() or not (out / "tune").is_dir():
-        raise FileNotFoundError(f"--resume {out}: not a run folder (no config.yaml and tune/ inside)")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict) or data.get("task") != "tts" or "run" not in data:
-        raise ValueError(f"--resume {out}: config.yaml is not a tts run")
-    return data["run"]
 
 
 __all__ = ["COORDINATOR", "METRIC", "SETTINGS", "TTSData", "add_arguments", "prepare_data", "run", "run_search",
