@@ -10,7 +10,7 @@ export RAY_AUTH_MODE ?= disabled
 # The main job on its embedded default (override with ARGS="...", e.g. ARGS="--task nasbench").
 ARGS ?= --task tts
 
-.PHONY: venv run test bench clean-venv
+.PHONY: venv run test bench-efficiency bench-predictor bench-evidence clean-venv
 
 venv: $(STAMP)
 
@@ -25,6 +25,20 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The evidence benchmarks of docs/results.md (BENCH_ARGS adds options, e.g. BENCH_ARGS="--seeds 3").
+bench-efficiency: $(STAMP)
+	$(PY) benchmarks/search_efficiency.py --out bench_out/efficiency_nb101 $(BENCH_ARGS)
+
+bench-predictor: $(STAMP)
+	$(PY) benchmarks/predictor_quality.py --out bench_out/predictor_nb101 $(BENCH_ARGS)
+
+# Both benchmarks on NB101 and on NB201's three datasets (hours on 2 cores; see docs/results.md).
+bench-evidence: bench-efficiency bench-predictor
+	for ds in cifar10 cifar100 imagenet; do \
+	  $(PY) benchmarks/search_efficiency.py --benchmark nb201 --dataset $$ds --out bench_out/efficiency_nb201_$$ds $(BENCH_ARGS) && \
+	  $(PY) benchmarks/predictor_quality.py --benchmark nb201 --dataset $$ds --out bench_out/predictor_nb201_$$ds $(BENCH_ARGS) || exit 1; \
+	done
 
 clean-venv:
 	rm -rf $(VENV)

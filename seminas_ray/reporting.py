@@ -88,3 +88,19 @@ def plot_search_curve(path: Path, curves: dict[str, tuple[list[int], list[float 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def round_or_none(value: Any, digits: int) -> float | None:
+    """``round(float(value), digits)``, or ``None`` for a missing value (progress lines)."""
+    return None if value is None else round(float(value), digits)
+
+
+def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One level of nested dicts flattened to ``outer_inner`` columns (round logs -> ``rounds.csv``)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            out.update({f"{k}_{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out

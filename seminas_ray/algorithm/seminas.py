@@ -74,6 +74,63 @@ def normalise_targets(scores: np.ndarray, config: SemiNASConfig) -> tuple[np.nda
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Controller training (steps 1 and 3 of a round; also used by benchmarks/predictor_quality.py)
+# ------------------------------------------------------------------------------------------------------------
+def training_epochs(config: SemiNASConfig, paper_epochs: int, n_rows: int) -> int:
+    """Epochs of one training phase: the paper's ``paper_epochs`` (``schedule="exact"``), or in the fast schedule at
+    most ``fast_sample_budget`` architecture passes over ``n_rows`` rows (at least one epoch)."""
+    if config.schedule == "exact":
+        return paper_epochs
+    return max(1, min(paper_epochs, config.fast_sample_budget // max(1, n_rows)))
+
+
+def early_stopper(config: SemiNASConfig, n_labelled: int, seed: int) -> EarlyStopping | None:
+    """The fast schedule's early stopping (held-out ``valid_fraction`` split drawn with ``seed``), or ``None`` for
+    the paper's fixed epochs or when ``n_labelled`` labels are too few to hold any out."""
+    if config.schedule == "exact" or n_labelled * config.valid_fraction < 1:
+        return None
+    return EarlyStopping(valid_fraction=config.valid_fraction, patience=config.patience, seed=seed)
+
+
+def pretrain_controller(controller: NAOController, seqs: np.ndarray, targets: np.ndarray, config: SemiNASConfig,
+                        seed: int) -> dict[str, Any]:
+    """Step 1 of a round: train ``controller`` (in place) on the labelled ``seqs`` and normalised ``targets``.
+
+    ``config.pretrain_epochs`` epochs (a maximum in the fast schedule, see :func:`training_epochs`), early stopping
+    split drawn with ``seed + 1`` (``seed`` = the round's seed). Returns the round statistics ``pretrain_epochs``,
+    ``pretrain_seconds``, ``pretrain_loss``, ``pretrain_mse``, ``pretrain_nll`` and, with early stopping,
+    ``pretrain_valid_loss``.
+    """
+    fit = controller.fit(seqs, targets, epochs=training_epochs(config, config.pretrain_epochs, len(seqs)),
+                         early_stopping=early_stopper(config, len(seqs), seed + 1))
+    stats: dict[str, Any] = dict(pretrain_epochs=fit.epochs_run, pretrain_seconds=round(fit.seconds, 3),
+                                 pretrain_loss=fit.final_loss, pretrain_mse=fit.final_mse,
+                                 pretrain_nll=fit.final_nll)
+    if fit.best_valid is not None:
+        stats["pretrain_valid_loss"] = fit.best_valid
+    return stats
+
+
+def self_train_controller(controller: NAOController, seqs: np.ndarray, targets: np.ndarray,
+                          pseudo_seqs: np.ndarray, pseudo_preds: np.ndarray, config: SemiNASConfig,
+                          seed: int) -> dict[str, Any]:
+    """Step 3 of a round: continue training ``controller`` (in place) on the labelled data repeated
+    ``config.up_sample`` times plus the pseudo-labelled ``(pseudo_seqs, pseudo_preds)``.
+
+    ``config.train_epochs`` epochs (a maximum in the fast schedule, counted over all rows), early stopping split drawn
+    with ``seed + 3``; whether to stop early at all depends on the number of LABELLED rows, as in step 1. Returns
+    ``train_epochs``, ``train_seconds``, ``train_loss``, ``train_mse`` and ``train_nll``.
+    """
+    train_seqs = np.concatenate([np.tile(seqs, (config.up_sample, 1)), pseudo_seqs])
+    train_targets = np.concatenate([np.tile(targets, config.up_sample), pseudo_preds])
+    fit = controller.fit(train_seqs, train_targets, epochs=training_epochs(config, config.train_epochs,
+                                                                            len(train_seqs)),
+                         early_stopping=early_stopper(config, len(seqs), seed + 3))
+    return dict(train_epochs=fit.epochs_run, train_seconds=round(fit.seconds, 3), train_loss=fit.final_loss,
+                train_mse=fit.final_mse, train_nll=fit.final_nll)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # One controller round
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
@@ -117,22 +174,8 @@ class RoundWork:
         if self.controller_state is not None:
             controller.load_state_dict(self.controller_state)
 
-        def epochs(paper_epochs: int, n_rows: int) -> int:
-            if cfg.schedule == "exact":
-                return paper_epochs
-            return max(1, min(paper_epochs, cfg.fast_sample_budget // max(1, n_rows)))
-
-        def stopper(offset: int) -> EarlyStopping | None:
-            if cfg.schedule == "exact" or len(seqs) * cfg.valid_fraction < 1:
-                return None  # the paper's fixed epochs, or too few labels to hold any out
-            return EarlyStopping(valid_fraction=cfg.valid_fraction, patience=cfg.patience, seed=self.seed + offset)
-
         # 1. pretrain on labelled data
-        fit = controller.fit(seqs, targets, epochs=epochs(cfg.pretrain_epochs, len(seqs)), early_stopping=stopper(1))
-        stats.update(pretrain_epochs=fit.epochs_run, pretrain_seconds=round(fit.seconds, 3),
-                     pretrain_loss=fit.final_loss, pretrain_mse=fit.final_mse, pretrain_nll=fit.final_nll)
-        if fit.best_valid is not None:
-            stats["pretrain_valid_loss"] = fit.best_valid
+        stats.update(pretrain_controller(controller, seqs, targets, cfg, self.seed))
 
         # 2. pseudo-label a fresh unlabelled pool (excluding everything ever asked)
         exclude = frozenset(self.exclude_keys)
@@ -149,12 +192,7 @@ class RoundWork:
                          pseudo_labels_per_s=round(len(pseudo_preds) / dt, 1) if dt > 0 else None)
 
             # 3. retrain on labelled x up_sample + pseudo-labelled
-            train_seqs = np.concatenate([np.tile(seqs, (cfg.up_sample, 1)), pseudo_seqs])
-            train_targets = np.concatenate([np.tile(targets, cfg.up_sample), pseudo_preds])
-            fit2 = controller.fit(train_seqs, train_targets, epochs=epochs(cfg.train_epochs, len(train_seqs)),
-                                  early_stopping=stopper(3))
-            stats.update(train_epochs=fit2.epochs_run, train_seconds=round(fit2.seconds, 3),
-                         train_loss=fit2.final_loss, train_mse=fit2.final_mse, train_nll=fit2.final_nll)
+            stats.update(self_train_controller(controller, seqs, targets, pseudo_seqs, pseudo_preds, cfg, self.seed))
 
         # predictor quality on its own training labels (held-out quality is measured when the round's archs return)
         stats["train_kendall_tau"] = kendall_tau(controller.predict(seqs), targets)

@@ -25,7 +25,9 @@ from seminas_ray.benchmarks.loading import load_table
 from seminas_ray.benchmarks.oracle import Oracle
 from seminas_ray.benchmarks.tables import Table
 from seminas_ray.reporting import best_so_far
+from seminas_ray.reporting import flatten_row
 from seminas_ray.reporting import plot_search_curve
+from seminas_ray.reporting import round_or_none
 from seminas_ray.reporting import write_csv
 from seminas_ray.reporting import write_json
 from seminas_ray.reporting import write_yaml
@@ -141,24 +143,11 @@ class RoundPrinter:
         best = searcher.best_value
         print(f"[round {getattr(opt, 'round', 0)}] queries {opt.n_told}/{searcher.budget} "
               f"best {self.table.search_metric}={None if best is None else round(best, 5)} "
-              f"controller loss={_r(loss, 4)} tau(train)={_r(tau, 3)} tau(last round, held-out)={_r(prev_tau, 3)} "
+              f"controller loss={round_or_none(loss, 4)} tau(train)={round_or_none(tau, 3)} "
+              f"tau(last round, held-out)={round_or_none(prev_tau, 3)} "
               f"pseudo-labels/s={last.get('pseudo_labels_per_s', '-')} controller {last.get('controller_seconds')}s",
               flush=True)
-        write_csv(self.out_dir / "rounds.csv", [_flat(r) for r in log])
-
-
-def _r(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, dict):
-            out.update({f"{k}_{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
+        write_csv(self.out_dir / "rounds.csv", [flatten_row(r) for r in log])
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -280,7 +269,7 @@ def write_results(out: Path, table: Table, searcher: Any, *, seed: int, budget: 
                      "trial_id": e["trial_id"], "time": e["time"]})
     write_csv(out / "evaluations.csv", rows)
     log = getattr(searcher.optimizer, "rounds_log", [])
-    write_csv(out / "rounds.csv", [_flat(r) for r in log], columns=None if log else ["round"])
+    write_csv(out / "rounds.csv", [flatten_row(r) for r in log], columns=None if log else ["round"])
     report.update(method=method, wall_seconds=round(wall_seconds, 2), n_rounds=len(log),
                   controller_seconds=[r.get("controller_seconds") for r in log])
     report["best"] = {"key": report.get("best_key"), "search_value": report.get("best_search_value"),

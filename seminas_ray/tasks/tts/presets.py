@@ -95,8 +95,8 @@ PRESETS: dict[str, TTSPreset] = {
         corpus_size=1200, search_model="default", batch_size=16, steps_per_arch=25, min_round_steps=100,
         first_round_steps=200,
         seminas={"n_seed": 16, "n_unlabelled": 4000, "n_per_round": 8, "n_rounds": 2, "top_k": 100},
-        final_model="final_cpu", final_steps=1000, final_batch_size=16, n_eval_test=30, n_eval_hard=30,
-        max_len_ratio=1.6, gl_iters=32, n_wav_samples=3, eval_batch_size=8),
+        final_model="final_cpu", final_steps=600, final_batch_size=16, n_eval_test=24, n_eval_hard=24,
+        max_len_ratio=1.5, gl_iters=32, n_wav_samples=3, eval_batch_size=8),
     "paper": TTSPreset(
         name="paper", description="the paper's settings for a GPU cluster (use --data LJSpeech-1.1)",
         corpus_size=1700, search_model="paper_search", batch_size=None, max_frames=31_250, epochs_per_arch=10.0,

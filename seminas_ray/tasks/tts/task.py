@@ -235,6 +235,8 @@ class RoundPrinter:
         self.out_dir, self.space = out_dir, space
 
     def __call__(self, searcher: Any, event: str) -> None:
+        from seminas_ray.reporting import flatten_row
+        from seminas_ray.reporting import round_or_none
         from seminas_ray.reporting import write_csv
 
         opt = searcher.optimizer
@@ -252,22 +254,9 @@ class RoundPrinter:
         print(f"[controller round {getattr(opt, 'round', 0)}] queries {opt.n_told}/{searcher.budget}, best dfr "
               f"{'-' if best is None else f'{best:.4f}'}, controller {last.get('controller_seconds')}s "
               f"(pseudo-labels/s {last.get('pseudo_labels_per_s', '-')}, tau(train) "
-              f"{_r(last.get('train_kendall_tau'), 3)}), {last.get('n_proposed', 0)} new architectures", flush=True)
-        write_csv(self.out_dir / "rounds.csv", [_flat(r) for r in log])
-
-
-def _r(value: Any, digits: int) -> Any:
-    return None if value is None else round(float(value), digits)
-
-
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, dict):
-            out.update({f"{k}_{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
+              f"{round_or_none(last.get('train_kendall_tau'), 3)}), {last.get('n_proposed', 0)} new architectures",
+              flush=True)
+        write_csv(self.out_dir / "rounds.csv", [flatten_row(r) for r in log])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -441,6 +430,7 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
                          seed: int) -> dict[str, Any]:
     """evaluations.csv, rounds.csv and search_curve.png; returns the search summary for the report."""
     from seminas_ray.reporting import best_so_far
+    from seminas_ray.reporting import flatten_row
     from seminas_ray.reporting import plot_search_curve
     from seminas_ray.reporting import write_csv
 
@@ -456,7 +446,7 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
                      "params_layers_256": space.cost(e["key"])["params_layers"],
                      "supernet_steps": e.get("supernet_steps"), "trial_id": e["trial_id"], "time": e["time"]})
     write_csv(out / "evaluations.csv", rows)
-    log = [_flat(r) for r in getattr(searcher.optimizer, "rounds_log", [])]
+    log = [flatten_row(r) for r in getattr(searcher.optimizer, "rounds_log", [])]
     by_round = {int(r["round"]): r for r in supernet_rounds}
     merged = []
     for r in sorted(by_round):  # one row per supernet round, with the controller round that produced its pool

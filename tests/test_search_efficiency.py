@@ -1,0 +1,154 @@
+"""The search-efficiency benchmark on the real NB201 table, the Tune-searcher adapter (TPE), and the direct path
+against the Tune path."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seminas_ray.benchmarks.loading import load_table
+from seminas_ray.benchmarks.oracle import Oracle
+from seminas_ray.distributed.tune_searcher_optimizer import TuneSearcherOptimizer
+from seminas_ray.distributed.tune_searcher_optimizer import optuna_tpe
+from seminas_ray.distributed.tune_searcher_optimizer import token_param_space
+from seminas_ray.tasks.nasbench import run_direct
+from seminas_ray.tasks.nasbench import search_space
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import search_efficiency as se  # noqa: E402
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+SMALL = ("fast_sample_budget=2000", "controller.batch_size=32", "top_k=10")
+
+
+@pytest.fixture(scope="module")
+def nb201(nb201_csv_path):
+    return load_table(nb201_csv_path, dataset="cifar10")
+
+
+@pytest.fixture(scope="module")
+def nb101(nb101_subset_path):
+    return load_table(nb101_subset_path)
+
+
+def _run(args: list[str], data_dir: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SEMINAS_DATA_DIR=str(data_dir), OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "search_efficiency.py"), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+
+
+def test_benchmark_writes_rows_tables_and_plot(data_dir, tmp_path):
+    out = tmp_path / "eff"
+    sets = [a for s in SMALL for a in ("--set", s)]
+    proc = _run(["--benchmark", "nb201", "--dataset", "cifar10", "--seeds", "2", "--budget", "40",
+                 "--checkpoints", "15,40", "--workers", "2", "--out", str(out), *sets], data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(out / "search_efficiency.csv")
+    assert {"method", "seed", "queries", "best_val", "best_test", "regret", "rank"} <= set(df.columns)
+    assert set(df["method"]) == set(se.METHODS)
+    assert (df["regret"] >= 0).all() and (df["rank"] >= 1).all()
+    # every (method, seed) has its checkpoint rows; sized methods once per budget
+    cps = df[df["checkpoint"]]
+    for method in se.METHODS:
+        for seed in (0, 1):
+            got = cps[(cps.method == method) & (cps.seed == seed)]
+            want = {15, 40} if method in se.SIZED else {15, 40}
+            assert set(got["queries"]) == want, (method, seed)
+            if method in se.SIZED:
+                assert set(zip(got.run_budget, got.queries)) == {(15, 15), (40, 40)}
+    # the incumbent only improves within a run, and best_test is the table's value of the incumbent
+    table = load_table(data_dir / "nb201/nb201_all15625_12epoch.csv", dataset="cifar10")
+    for _, g in df.groupby(["method", "seed", "run_budget"]):
+        assert np.all(np.diff(g.sort_values("queries")["best_val"].to_numpy()) >= 0)
+    row = df.iloc[-1]
+    assert row["best_test"] == pytest.approx(table.test_value_mean(row["best_key"]))
+    runs = pd.read_csv(out / "runs.csv")
+    assert (runs["n_queries"] == runs["run_budget"]).all()      # every run spent exactly its budget
+    assert (runs["n_not_in_benchmark"] == 0).all()
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert {"controller_seconds", "pretrain_seconds"} <= set(rounds.columns)
+    assert set(rounds["method"]) == {"seminas", "supervised"}
+    assert (rounds.loc[rounds.method == "supervised", "n_pseudo"].fillna(0) == 0).all()
+    md = (out / "search_efficiency.md").read_text()
+    assert "seminas vs random" in md and "40 queries" in md
+    assert (out / "search_efficiency.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "seminas,gradient"], "unknown method"),
+    (["--budget", "100000"], "exceeds"),
+    (["--seeds", "0"], "--seeds"),
+    (["--set", "n_seeds=3", "--budget", "30"], "unknown SemiNAS setting"),
+])
+def test_bad_input_is_one_clear_line(data_dir, tmp_path, args, message):
+    proc = _run(["--benchmark", "nb201", "--dataset", "cifar10", "--out", str(tmp_path / "x"), *args], data_dir)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_sized_presets_scale_with_the_budget():
+    assert se.sized_preset(300) == ("paper-300", {})
+    assert se.sized_preset(2000) == ("paper-2000", {})
+    name, sizes = se.sized_preset(1000)
+    assert name == "paper-2000" and sizes["n_seed"] == 550 and sizes["n_seed"] + 3 * sizes["n_per_round"] >= 1000
+    name, sizes = se.sized_preset(100)
+    assert name == "paper-300" and sizes["n_seed"] + 2 * sizes["n_per_round"] >= 100
+
+
+def test_tpe_adapter_asks_distinct_members_and_learns(nb101):
+    space = search_space(nb101)
+    free, fixed = token_param_space(space)
+    assert len(free) == 27 and not fixed  # 21 edge bits and 6 op slots (a padded cell may end early)
+    members = [nb101.arch(k) for k in nb101.keys()[:3000]]
+    member_keys = {space.key(a) for a in members}
+    opt = TuneSearcherOptimizer(space, optuna_tpe, members, seed=3)
+    oracle = run_direct(nb101, opt, budget=120, seed=3)
+    keys = [e.key for e in oracle.evaluations()]
+    assert len(keys) == len(set(keys)) == 120 == oracle.n_queries
+    assert set(keys) <= member_keys and oracle.report()["n_not_in_benchmark"] == 0
+    assert 0 < opt.n_projected <= 120        # most raw TPE proposals are not among 3,000 members
+    # the searcher saw every result: Optuna's study holds 120 finished trials
+    assert len(opt.searcher._ot_study.trials) == 120
+    again = run_direct(nb101, TuneSearcherOptimizer(space, optuna_tpe, members, seed=3), budget=120, seed=3)
+    assert [e.key for e in again.evaluations()] == keys  # seeded
+
+
+def test_direct_and_tune_paths_evaluate_the_same_architectures(ray_local, nb201, tmp_path):
+    """For one seed, the benchmark's direct loop and a real Tune run of the same optimizer query the same archs."""
+    from ray import tune
+
+    from seminas_ray.distributed.searcher import AskTellSearcher
+    from seminas_ray.tasks.nasbench import METRIC
+    from seminas_ray.tasks.nasbench import nasbench_trainable
+    from seminas_ray.tasks.nasbench import reserve_work_cpus
+    from seminas_ray.tasks.nasbench import trial_resources
+
+    job = se.Job("seminas", 0, 40, None, "nb201", "cifar10", SMALL)
+    direct_opt = se.make_optimizer(job, nb201)
+    direct = [e.key for e in run_direct(nb201, direct_opt, job.budget, job.seed).evaluations()]
+
+    searcher = AskTellSearcher(se.make_optimizer(job, nb201), metric=METRIC, mode="max", budget=job.budget)
+    searcher.work_placement_group = reserve_work_cpus(1.0)
+    trainable = tune.with_resources(tune.with_parameters(nasbench_trainable, table=nb201, seed=job.seed),
+                                    {"cpu": trial_resources(2, 0.25, reserved=1.0)})
+    tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                                              max_concurrent_trials=2, reuse_actors=True),
+                       run_config=tune.RunConfig(name="same", storage_path=str(tmp_path), verbose=0))
+    assert tuner.fit().num_errors == 0
+    via_tune = [e["key"] for e in searcher.evaluations]
+    assert len(via_tune) == len(direct) == 40
+    assert sorted(via_tune) == sorted(direct)
+    n_seed = direct_opt.config.n_seed
+    assert set(via_tune[:n_seed]) == set(direct[:n_seed])  # the seed round, then each controller round
+    replayed = Oracle(nb201, budget=40, seed=0)
+    for key in via_tune:
+        replayed.query_key(key)
+    assert replayed.n_queries == 40 and replayed.best_so_far().key == run_direct(
+        nb201, se.make_optimizer(job, nb201), job.budget, job.seed).best_so_far().key
