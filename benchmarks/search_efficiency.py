@@ -371,6 +371,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "search CLI's default is 100,000; see the module docstring) (default 50,000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="SemiNAS setting override for seminas/supervised runs (repeatable), e.g. fast_sample_budget=50000")
+    p.add_argument("--merge", nargs="+", metavar="DIR", default=None,
+                   help="do not search: combine the CSVs of earlier runs (e.g. methods or seeds run on different "
+                        "machines) into one summary, table and plot in --out")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")
     p.add_argument("--out", default="bench_out/search_efficiency", help="results folder")
     return p.parse_args(argv)
@@ -403,36 +406,73 @@ def plan(args: argparse.Namespace, table: Any) -> tuple[list[Job], list[str], li
     return jobs, methods, checkpoints
 
 
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (is it a search_efficiency.py results folder?)")
+    df = pd.read_csv(path)
+    df = df.astype(object).where(df.notna(), None)  # NaN -> None, as the rows are built in a run
+    return df.to_dict("records")
+
+
+def merged_results(dirs: list[str], table: Any) -> tuple[list[dict], list[dict], list[dict], str]:
+    """Rows, rounds and runs of earlier results folders (all on ``table``), and a note of where they came from."""
+    rows, rounds, runs, notes = [], [], [], []
+    for d in dirs:
+        folder = Path(d)
+        part = _read_csv(folder / "search_efficiency.csv")
+        names = {r["table"] for r in part}
+        if names - {table.name}:
+            raise ValueError(f"{folder} holds results on {sorted(names)}, not on {table.name}")
+        rows += part
+        runs += _read_csv(folder / "runs.csv")
+        if (folder / "rounds.csv").is_file():
+            rounds += [r for r in _read_csv(folder / "rounds.csv") if r.get("method") is not None]
+        md = folder / "search_efficiency.md"
+        first = md.read_text().splitlines()[2:5] if md.is_file() else []
+        notes.append(f"- `{folder.name}`: " + " ".join(line.strip() for line in first if line.strip()))
+    return rows, rounds, runs, "\n".join(notes)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         table = _table(args.data, args.benchmark, args.dataset)
-        jobs, methods, checkpoints = plan(args, table)
+        if args.merge:
+            rows, rounds, runs, origin = merged_results(args.merge, table)
+            present = {r["method"] for r in rows}
+            jobs, methods = [], [m for m in METHODS if m in present]
+            seeds = sorted({int(r["seed"]) for r in rows})
+            checkpoints = sorted({int(r["queries"]) for r in rows if r["checkpoint"]})
+            args.budget = max(int(r["run_budget"]) for r in rows)
+        else:
+            jobs, methods, checkpoints = plan(args, table)
+            seeds = list(range(args.seeds))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "benchmarks/search_efficiency.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    seeds = list(range(args.seeds))
-    print(f"{table.name}: {len(table):,} architectures; methods {','.join(methods)}; {args.seeds} seeds; budget "
-          f"{args.budget}; checkpoints {checkpoints}; {len(jobs)} runs on {args.workers} worker(s)", flush=True)
 
     from seminas_ray.reporting import atomic_write_text
     from seminas_ray.reporting import flatten_row
     from seminas_ray.reporting import write_csv
 
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    rounds: list[dict[str, Any]] = []
-    runs: list[dict[str, Any]] = []
-    for job, result in run_jobs(run_job, jobs, args.workers, desc="searches"):
-        rows.extend(trajectory_rows(table, job, result["log"], checkpoints))
-        for r in result["rounds"]:
-            flat = flatten_row(r)
-            rounds.append({"method": job.method, "seed": job.seed, "run_budget": job.budget, **flat})
-        runs.append(result["run"])
+    if not args.merge:
+        print(f"{table.name}: {len(table):,} architectures; methods {','.join(methods)}; {args.seeds} seeds; "
+              f"budget {args.budget}; checkpoints {checkpoints}; {len(jobs)} runs on {args.workers} worker(s)",
+              flush=True)
+        rows, rounds, runs = [], [], []
+        for job, result in run_jobs(run_job, jobs, args.workers, desc="searches"):
+            rows.extend(trajectory_rows(table, job, result["log"], checkpoints))
+            for r in result["rounds"]:
+                flat = flatten_row(r)
+                rounds.append({"method": job.method, "seed": job.seed, "run_budget": job.budget, **flat})
+            runs.append(result["run"])
     wall = time.perf_counter() - t0
 
     key = lambda r: (methods.index(r["method"]), r["seed"], r["run_budget"], r["queries"])  # noqa: E731
@@ -444,8 +484,11 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(out / "runs.csv", runs)
     plot(out / "search_efficiency.png", rows, methods, seeds, args.budget, checkpoints, table)
     md = summary_markdown(rows, runs, methods, seeds, checkpoints, table)
-    header = (f"# Search efficiency on {table.name}\n\n`{command}`\n\n{machine_line()}; wall time "
-              f"{wall / 60:.1f} min for {len(jobs)} runs on {args.workers} worker(s)\n\n")
+    if args.merge:
+        header = f"# Search efficiency on {table.name}\n\n`{command}`\n\nMerged from:\n{origin}\n\n"
+    else:
+        header = (f"# Search efficiency on {table.name}\n\n`{command}`\n\n{machine_line()}; wall time "
+                  f"{wall / 60:.1f} min for {len(jobs)} runs on {args.workers} worker(s)\n\n")
     atomic_write_text(out / "search_efficiency.md", header + md + "\n")
     print(md)
     print(f"\nwall {wall:.0f} s; results in {out}", flush=True)
