@@ -15,10 +15,13 @@ on one table and over ``--seeds`` seeds:
   tune_searcher_optimizer.py``), each one anytime run of ``--budget`` queries.
 
 The pseudo-labelled pool M is 10,000 (capped at what the table has left). Controller training uses the fast
-schedule (early stopping on a held-out tenth of the labelled archs) with at most ``--controller-passes`` (50,000)
-architecture passes per training phase, half the search CLI's default: with 10 seeds x 4 checkpoint budgets x 2
-variants = 80 controller searches, that is what makes the full NB101 run take about half an hour on 2 cores (the
-paper's own epochs would be ~10M passes per round). Where it matters, raise it: ``--controller-passes 100000``. Every run uses the ask/tell optimizers
+schedule (early stopping on a held-out tenth of the labelled archs) with at most ``--controller-passes`` (25,000)
+architecture passes per training phase, a quarter of the search CLI's default. The reason is cost: 10 seeds x 4
+checkpoint budgets x 2 variants are 80 controller searches, and the paper-2000 controller (hidden 64) trains at
+~1,500-3,000 passes/s on one CPU core (the LSTMs are 60% of it, measured with the PyTorch profiler); with 50,000
+passes the NB101 run needed ~80 min on 2 cores. The paper's own epochs would be ~10M passes per round. Raise it
+where you have the cores: ``--controller-passes 100000``.
+Every run uses the ask/tell optimizers
 directly against the counting oracle (no Tune: a lookup trial would cost more than the lookup); a test shows that
 for one seed the Tune path evaluates the same architectures. Queries are deduplicated by graph hash and counted; on a
 subset table every method proposes members only.
@@ -366,9 +369,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoints", type=parse_int_list, default=[100, 300, 1000, 2000],
                    help="query counts reported in the tables (SemiNAS runs once per checkpoint; default "
                         "100,300,1000,2000, those above --budget dropped)")
-    p.add_argument("--controller-passes", type=int, default=50_000,
+    p.add_argument("--controller-passes", type=int, default=25_000,
                    help="architecture passes per controller training phase (SemiNAS's fast_sample_budget; the "
-                        "search CLI's default is 100,000; see the module docstring) (default 50,000)")
+                        "search CLI's default is 100,000; see the module docstring) (default 25,000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="SemiNAS setting override for seminas/supervised runs (repeatable), e.g. fast_sample_budget=50000")
     p.add_argument("--merge", nargs="+", metavar="DIR", default=None,
