@@ -36,7 +36,7 @@ bench-predictor: $(STAMP)
 # Both benchmarks on NB101 and on NB201's three datasets (hours on 2 cores; see docs/results.md).
 bench-evidence: bench-efficiency bench-predictor
 	for ds in cifar10 cifar100 imagenet; do \
-	  $(PY) benchmarks/search_efficiency.py --benchmark nb201 --dataset $$ds --out bench_out/efficiency_nb201_$$ds $(BENCH_ARGS) && \
+	  $(PY) benchmarks/search_efficiency.py --benchmark nb201 --dataset $$ds --budget 1000 --out bench_out/efficiency_nb201_$$ds $(BENCH_ARGS) && \
 	  $(PY) benchmarks/predictor_quality.py --benchmark nb201 --dataset $$ds --out bench_out/predictor_nb201_$$ds $(BENCH_ARGS) || exit 1; \
 	done
 
