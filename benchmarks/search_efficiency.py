@@ -9,7 +9,9 @@ on one table and over ``--seeds`` seeds:
   (Dec-2020 code: N=1100, 3 rounds of 300, hidden 64); a budget other than the preset's own scales N and the round
   size in proportion, keeping the number of rounds. SemiNAS spends its first N queries on random seeds, so the run
   sized for 2,000 says nothing about 1,000 queries: each checkpoint gets its own run, as in the paper's table.
-- ``supervised``: the same runs without pseudo-labels (M=0, no up-sampling): plain NAO, the paper's ablation.
+- ``supervised``: the same runs without self-training (no training on pseudo-labels, generation seeds from labelled
+  archs only, no up-sampling): plain NAO, the paper's ablation. Like SemiNAS it tops up a round that gradient
+  ascent cannot fill with the predictor's best of M unlabelled archs (see ``SemiNASConfig.self_training``).
 - ``random``, ``evolution`` (regularized evolution, population 100, sample 10) and ``tpe``: Ray Tune's own
   ``OptunaSearch`` (Optuna's TPE) over the controller's token encoding (``seminas_ray/distributed/
   tune_searcher_optimizer.py``), each one anytime run of ``--budget`` queries.
@@ -123,10 +125,10 @@ def method_config(method: str, table: Any, budget: int, overrides: tuple[str, ..
 
     preset, sizes = sized_preset(budget)
     pool = len(table)  # the archs a search can propose: the table's members (the whole space when complete)
-    n_pseudo = 0 if method == "supervised" else max(0, min(MAX_PSEUDO, pool - budget))
+    n_pseudo = max(0, min(MAX_PSEUDO, pool - budget))
     extra = [f"{k}={v}" for k, v in sizes.items()] + [f"n_unlabelled={n_pseudo}"]
     if method == "supervised":
-        extra.append("up_sample=1")
+        extra += ["self_training=false", "up_sample=1"]
     return seminas_config(table, preset, overrides=extra + list(overrides), budget=budget)
 
 

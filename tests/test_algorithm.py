@@ -37,7 +37,7 @@ def test_presets_and_overrides():
     cfg = build_config("paper-300")
     assert (cfg.n_seed, cfg.n_per_round, cfg.n_rounds, cfg.total_queries, cfg.up_sample) == (100, 100, 2, 300, 100)
     assert cfg.controller.hidden_size == 16 and cfg.controller.output_activation == "sigmoid"
-    assert build_config("supervised").n_unlabelled == 0
+    assert build_config("supervised").self_training is False
     cfg = build_config("paper-300", overrides=["controller.hidden_size=32", "n_unlabelled=500"], budget=400)
     assert cfg.controller.hidden_size == 32 and cfg.n_unlabelled == 500 and cfg.total_queries == 400
     assert cfg.effective_rounds == 3
@@ -138,12 +138,18 @@ def test_seminas_is_deterministic_and_resumable(nb201):
     assert [nb201.space.key(a) for a in asked] == [e["key"] for e in first.log]
 
 
-def test_supervised_has_no_pseudo_labels(nb201):
+def test_supervised_never_trains_on_pseudo_labels(nb201):
     from seminas_ray.tasks.nasbench import make_method
 
     opt = make_method("supervised", nb201.space, 0, small_config())
     run_direct(nb201, opt, budget=40, seed=0)
-    assert all("n_pseudo" not in r for r in opt.rounds_log) and opt.config.n_unlabelled == 0
+    assert opt.config.self_training is False and opt.rounds_log
+    assert all("train_epochs" not in r for r in opt.rounds_log)  # never trained on pseudo-labels
+    # same seeds and pretraining as SemiNAS: only the self-training differs
+    semi = make_method("seminas", nb201.space, 0, small_config())
+    run_direct(nb201, semi, budget=40, seed=0)
+    assert all("train_epochs" in r for r in semi.rounds_log)
+    assert semi.rounds_log[0]["pretrain_loss"] == opt.rounds_log[0]["pretrain_loss"]
 
 
 def test_seed_filter_queries_are_counted(nb201):

@@ -191,15 +191,19 @@ class RoundWork:
             stats.update(n_pseudo=len(pseudo_preds), pseudo_label_seconds=round(dt, 3),
                          pseudo_labels_per_s=round(len(pseudo_preds) / dt, 1) if dt > 0 else None)
 
-            # 3. retrain on labelled x up_sample + pseudo-labelled
-            stats.update(self_train_controller(controller, seqs, targets, pseudo_seqs, pseudo_preds, cfg, self.seed))
+            # 3. retrain on labelled x up_sample + pseudo-labelled (the supervised ablation skips this and uses
+            #    the predicted pool only to fill a short round, never as training data or generation seeds)
+            if cfg.self_training:
+                stats.update(self_train_controller(controller, seqs, targets, pseudo_seqs, pseudo_preds, cfg,
+                                                   self.seed))
 
         # predictor quality on its own training labels (held-out quality is measured when the round's archs return)
         stats["train_kendall_tau"] = kendall_tau(controller.predict(seqs), targets)
 
         # 4. top-K seeds, descending by (true or predicted) score
-        pool_seqs = np.concatenate([seqs, pseudo_seqs])
-        pool_scores = np.concatenate([targets, pseudo_preds])
+        seed_seqs, seed_preds = (pseudo_seqs, pseudo_preds) if cfg.self_training else (pseudo_seqs[:0], pseudo_preds[:0])
+        pool_seqs = np.concatenate([seqs, seed_seqs])
+        pool_scores = np.concatenate([targets, seed_preds])
         order = np.argsort(-pool_scores, kind="stable")[: cfg.top_k]
         seeds = pool_seqs[order]
 

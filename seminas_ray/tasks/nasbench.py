@@ -76,11 +76,11 @@ def seminas_config(table: Table, preset: str = "paper-300", *, config_file: str 
 
 def make_method(method: str, space: SearchSpace, seed: int, config: SemiNASConfig | None = None,
                 pseudo_labeler: Any = None) -> AskTellOptimizer:
-    """``seminas``/``supervised`` (SemiNAS with M=0) or a baseline, by name."""
+    """``seminas``/``supervised`` (SemiNAS without self-training) or a baseline, by name."""
     if method in ("seminas", "supervised"):
         cfg = config or SemiNASConfig()
         if method == "supervised":
-            cfg = SemiNASConfig.from_dict({**cfg.to_dict(), "n_unlabelled": 0, "up_sample": 1})
+            cfg = SemiNASConfig.from_dict({**cfg.to_dict(), "self_training": False, "up_sample": 1})
         return SemiNAS(space, cfg, seed=seed, pseudo_labeler=pseudo_labeler)
     if method in ("random", "evolution"):
         return make_optimizer(method, space, seed=seed)
