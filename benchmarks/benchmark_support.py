@@ -126,5 +126,5 @@ def machine_line() -> str:
     except OSError:
         load = float("nan")
     return (f"{platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
-            f"Python {platform.python_version()} · load {load:.1f} at start · "
+            f"Python {platform.python_version()} · load average {load:.1f} · "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
