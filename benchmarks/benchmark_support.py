@@ -3,6 +3,7 @@
 - the table options, spelled exactly as ``experiments/run.py --task nasbench`` spells them;
 - a process pool whose workers each use one PyTorch thread (two OpenMP threads per process on two shared cores run
   ~10x slower, see ``docs/results.md``) and a progress bar over finished jobs;
+- the table, loaded once per process;
 - mean and standard error over seeds, and Markdown tables.
 
 The scripts import this module as ``benchmark_support`` (``python benchmarks/x.py`` puts ``benchmarks/`` first on
@@ -18,6 +19,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait
+from functools import lru_cache
 from typing import Any
 from typing import Callable
 from typing import Iterable
@@ -34,6 +36,15 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="table file: NB101 tfrecord / converted npz / subset npz / "
                         "API-sample json, or an NB201 csv (default: the 20k NB101 slice in $SEMINAS_DATA_DIR)")
     parser.add_argument("--dataset", default=None, help="NB201 dataset: cifar10 | cifar100 | imagenet")
+
+
+@lru_cache(maxsize=4)
+def load_table_cached(data: str | None, benchmark: str | None, dataset: str | None) -> Any:
+    """The table of the ``--benchmark/--data/--dataset`` options, loaded once per process (each worker loads its
+    own; the parent's is reused with one worker)."""
+    from seminas_ray.tasks.nasbench import load_benchmark
+
+    return load_benchmark(data, benchmark, dataset)
 
 
 def parse_int_list(text: str) -> list[int]:

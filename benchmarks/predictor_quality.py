@@ -55,6 +55,7 @@ import numpy as np
 
 from benchmark_support import add_table_arguments
 from benchmark_support import fmt_mean_se
+from benchmark_support import load_table_cached
 from benchmark_support import machine_line
 from benchmark_support import markdown_table
 from benchmark_support import mean_se
@@ -86,19 +87,6 @@ class Job:
     config: dict[str, Any] = field(repr=False)   # SemiNASConfig.to_dict()
     labelled_keys: tuple[str, ...] = field(repr=False)
     heldout_keys: tuple[str, ...] = field(repr=False)
-
-
-_TABLES: dict[tuple[Any, ...], Any] = {}
-
-
-def load_table_cached(data: str | None, benchmark: str | None, dataset: str | None) -> Any:
-    """The table, loaded once per process (workers load their own; the parent's is reused with ``--workers 1``)."""
-    from seminas_ray.tasks.nasbench import load_benchmark
-
-    key = (data, benchmark, dataset)
-    if key not in _TABLES:
-        _TABLES[key] = load_benchmark(data, benchmark, dataset)
-    return _TABLES[key]
 
 
 def controller_seed(seed: int, n_labelled: int) -> int:

@@ -61,8 +61,8 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ import numpy as np
 
 from benchmark_support import add_table_arguments
 from benchmark_support import fmt_mean_se
+from benchmark_support import load_table_cached
 from benchmark_support import machine_line
 from benchmark_support import markdown_table
 from benchmark_support import mean_se
@@ -101,13 +102,6 @@ class Job:
 # ------------------------------------------------------------------------------------------------------------
 # One run (in a worker process)
 # ------------------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=4)
-def _table(data: str | None, benchmark: str | None, dataset: str | None) -> Any:
-    from seminas_ray.tasks.nasbench import load_benchmark
-
-    return load_benchmark(data, benchmark, dataset)
-
-
 def sized_preset(budget: int) -> tuple[str, dict[str, Any]]:
     """The preset a SemiNAS run of ``budget`` queries uses, and the round sizes scaled to that budget."""
     name, base = ("paper-300", PAPER_300) if budget <= PAPER_300["total"] else ("paper-2000", PAPER_2000)
@@ -147,7 +141,7 @@ def make_optimizer(job: Job, table: Any) -> Any:
         from seminas_ray.distributed.tune_searcher_optimizer import TuneSearcherOptimizer
         from seminas_ray.distributed.tune_searcher_optimizer import optuna_tpe
 
-        members = [table.arch(k) for k in table]
+        members = {k: table.arch(k) for k in table}  # keyed: the table already knows every member's hash
         return TuneSearcherOptimizer(space, optuna_tpe, members, seed=job.seed)
     raise ValueError(f"unknown method {job.method!r}; choose from {METHODS}")
 
@@ -156,7 +150,7 @@ def run_job(job: Job) -> dict[str, Any]:
     """Run one search directly against the counting oracle; return its query log, rounds and counters."""
     from seminas_ray.tasks.nasbench import run_direct
 
-    table = _table(job.data, job.benchmark, job.dataset)
+    table = load_table_cached(job.data, job.benchmark, job.dataset)
     t0 = time.perf_counter()
     optimizer = make_optimizer(job, table)
     oracle = run_direct(table, optimizer, job.budget, job.seed)
@@ -318,12 +312,14 @@ def plot(path: Path, rows: list[dict[str, Any]], methods: list[str], seeds: list
             curves = [regret_curve([r for r in rows if r["method"] == m and r["seed"] == s and r["run_budget"] ==
                                     budget], budget) for s in seeds]
             curves = np.array(curves) * scale
-            with np.errstate(all="ignore"), _nan_ok():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a run's first answer
                 ax.plot(xs, np.nanmean(curves, axis=0), color=line[0].get_color(), linestyle=":", linewidth=1)
             continue
         curves = np.array([regret_curve([r for r in rows if r["method"] == m and r["seed"] == s], budget)
                            for s in seeds]) * scale
-        with np.errstate(all="ignore"), _nan_ok():
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(curves, axis=0)
             n = np.sum(np.isfinite(curves), axis=0)
             se = np.nanstd(curves, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
@@ -342,20 +338,6 @@ def plot(path: Path, rows: list[dict[str, Any]], methods: list[str], seeds: list
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
-
-
-class _nan_ok:
-    """Silence numpy's "mean of empty slice" inside a block (columns before a run's first answer)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._ctx.__exit__(*exc)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -403,7 +385,7 @@ def plan(args: argparse.Namespace, table: Any) -> tuple[list[Job], list[str], li
             for b in budgets:
                 sets = (f"fast_sample_budget={args.controller_passes}", *args.set)
                 job = Job(m, seed, b, args.data, args.benchmark, args.dataset, sets)
-                if m in SIZED:
+                if m in SIZED and seed == 0:
                     method_config(m, table, b, job.overrides)  # fail before any work on a bad override or size
                 jobs.append(job)
     # longest first: the pool ends with short jobs instead of one long straggler
@@ -444,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        table = _table(args.data, args.benchmark, args.dataset)
+        table = load_table_cached(args.data, args.benchmark, args.dataset)
         if args.merge:
             rows, rounds, runs, origin = merged_results(args.merge, table)
             present = {r["method"] for r in rows}

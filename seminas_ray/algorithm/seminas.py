@@ -201,9 +201,9 @@ class RoundWork:
         stats["train_kendall_tau"] = kendall_tau(controller.predict(seqs), targets)
 
         # 4. top-K seeds, descending by (true or predicted) score
-        seed_seqs, seed_preds = (pseudo_seqs, pseudo_preds) if cfg.self_training else (pseudo_seqs[:0], pseudo_preds[:0])
-        pool_seqs = np.concatenate([seqs, seed_seqs])
-        pool_scores = np.concatenate([targets, seed_preds])
+        n_pseudo_seeds = len(pseudo_preds) if cfg.self_training else 0  # the ablation seeds from labels only
+        pool_seqs = np.concatenate([seqs, pseudo_seqs[:n_pseudo_seeds]])
+        pool_scores = np.concatenate([targets, pseudo_preds[:n_pseudo_seeds]])
         order = np.argsort(-pool_scores, kind="stable")[: cfg.top_k]
         seeds = pool_seqs[order]
 

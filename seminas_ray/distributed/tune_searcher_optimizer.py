@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 from typing import Callable
+from typing import Mapping
 from typing import Sequence
 
 import numpy as np
@@ -48,12 +49,16 @@ def token_param_space(space: SearchSpace) -> tuple[dict[str, list[int]], dict[in
 class NearestMember:
     """Nearest not-yet-taken member of a finite architecture set, by Hamming distance of token sequences."""
 
-    def __init__(self, space: SearchSpace, members: Sequence[Arch], rng: np.random.Generator) -> None:
+    def __init__(self, space: SearchSpace, members: Sequence[Arch] | Mapping[str, Arch],
+                 rng: np.random.Generator) -> None:
         if not members:
             raise ValueError("NearestMember needs at least one member")
-        order = rng.permutation(len(members))  # seeded tie-breaking: argmin takes the first in this order
-        self.archs = [members[i] for i in order]
-        self.keys = [space.key(a) for a in self.archs]
+        # a mapping key -> arch (a table's keys) saves hashing every member again
+        keys = list(members) if isinstance(members, Mapping) else [space.key(a) for a in members]
+        archs = list(members.values()) if isinstance(members, Mapping) else list(members)
+        order = rng.permutation(len(archs))  # seeded tie-breaking: argmin takes the first in this order
+        self.archs = [archs[i] for i in order]
+        self.keys = [keys[i] for i in order]
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.seqs = space.encode_many(self.archs).astype(np.int8)
         self.free = np.ones(len(self.archs), dtype=bool)
@@ -80,15 +85,16 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
         space: the search space (its token encoding is the searcher's parameter space).
         make_searcher: ``(param_space, metric, mode, seed) -> Searcher``, e.g. :func:`optuna_tpe`. The param space
             is a dict of ``tune.choice`` domains over the token positions.
-        members: the finite set queries must come from (a benchmark's architectures); proposals outside it or
-            already asked are projected onto it (see the module docstring).
+        members: the finite set queries must come from (a benchmark's architectures, as a sequence or as a
+            ``key -> arch`` mapping); proposals outside it or already asked are projected onto it (see the module
+            docstring).
         seed: seeds the searcher and the tie-breaking of the projection.
     """
 
     name = "tune-searcher"
 
-    def __init__(self, space: SearchSpace[Arch], make_searcher: Callable[..., Any], members: Sequence[Arch],
-                 seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace[Arch], make_searcher: Callable[..., Any],
+                 members: Sequence[Arch] | Mapping[str, Arch], seed: int = 0) -> None:
         super().__init__(space, seed)
         from ray import tune
 
@@ -124,13 +130,14 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
             self._n_suggested += 1
             tokens = self._tokens(config)
             arch = self.space.decode(tokens)
-            if arch is None or not self._is_new(self.space.key(arch)) or self.space.key(arch) not in self._members.index:
+            key = None if arch is None else self.space.key(arch)
+            if key is None or not self._is_new(key) or key not in self._members.index:
                 arch = self._members.nearest(tokens)
                 if arch is None:
                     self.searcher.on_trial_complete(trial_id, error=True)
                     break
                 self.n_projected += 1
-            key = self.space.key(arch)
+                key = self.space.key(arch)
             self._register(arch)
             self._members.take(key)
             self._trial_of[key] = trial_id

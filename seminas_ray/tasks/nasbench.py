@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from seminas_ray.algorithm import SemiNAS
 from seminas_ray.algorithm import build_config
