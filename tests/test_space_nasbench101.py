@@ -479,3 +479,25 @@ def test_full_enumeration(tmp_path: Path, table: NB101Arrays, data_dir: Path) ->
     assert a == space.sample(np.random.default_rng(1), 10_000)
     assert len(set(a)) == 10_000 and all(is_valid(s) for s in a[:500])
     assert np.array_equal(space.encode_many(a[:2000]), np.stack([encode(s) for s in a[:2000]]))
+
+
+def test_memoised_validation_and_hash_match_the_uncached_code() -> None:
+    from seminas_ray.spaces.nasbench101 import _validate_uncached
+    from seminas_ray.spaces.nasbench101 import hash_module
+    from seminas_ray.spaces.nasbench101 import op_labels
+
+    space = NB101Space()
+    rng = np.random.default_rng(0)
+    parent = chain(5)
+    assert validate(parent) is parent  # nothing to prune: the cell itself, as before the memo
+    for _ in range(200):  # mutation revisits neighbours, so most of these calls hit the memo
+        child = space.mutate(parent, rng)
+        again = CellSpec(np.array(child.matrix), list(child.ops))  # a fresh, equal object
+        assert validate(again) == _validate_uncached(again)
+        assert nb101_hash(child.matrix, child.ops) == hash_module(child.matrix, op_labels(child.ops))
+        # the memo keys on exact values, so a bool matrix and a list of lists hash like the uint8 array
+        assert nb101_hash(child.matrix.astype(bool), child.ops) == nb101_hash(child.matrix.tolist(), child.ops)
+    with pytest.raises(InvalidArchitecture, match="10 edges"):
+        validate(_ten_edges())
+    with pytest.raises(InvalidArchitecture, match="10 edges"):  # the cached failure keeps its reason
+        validate(_ten_edges())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import methodcaller
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,29 @@ def validate(spec: CellSpec | Any) -> CellSpec:
     ``spec`` may also be a ``(matrix, ops)`` pair or a ``{"matrix", "ops"}`` mapping (user input).
     """
     spec = _as_spec(spec)
+    matrix = np.ascontiguousarray(spec.matrix, dtype=np.uint8)
+    pruned, reason = _validate_cached(matrix.shape[0], matrix.tobytes(), tuple(spec.ops))
+    if reason is not None:
+        raise InvalidArchitecture(reason)
+    return pruned if pruned is not None else spec
+
+
+@lru_cache(maxsize=1 << 17)
+def _validate_cached(n: int, matrix_bytes: bytes, ops: tuple[str, ...]) -> tuple[CellSpec | None, str | None]:
+    """``(pruned cell or None when nothing was pruned, reason it is invalid or None)`` of one exact cell.
+
+    Memoised because mutation re-validates the same few dozen neighbours of a parent many times (a ``CellSpec``
+    is immutable, so sharing the pruned one is safe). Invalid cells are cached as their reason.
+    """
+    spec = CellSpec._trusted(np.frombuffer(matrix_bytes, dtype=np.uint8).reshape(n, n), ops)
+    try:
+        pruned = _validate_uncached(spec)
+    except InvalidArchitecture as exc:
+        return None, str(exc)
+    return (None if pruned is spec else pruned), None
+
+
+def _validate_uncached(spec: CellSpec) -> CellSpec:
     pruned = prune(spec)
     if pruned is None:
         raise InvalidArchitecture(f"output is not reachable from input in {spec!r}")
@@ -321,13 +345,26 @@ def op_labels(ops: Sequence[str]) -> list[int]:
 
 def nb101_hash(matrix: np.ndarray | Sequence[Sequence[int]], ops: Sequence[str]) -> str:
     """The 32-hex NAS-Bench-101 module hash of ``(matrix, ops)`` as given (pass a pruned cell, as the benchmark
-    stores; ``NB101Space.key`` prunes first)."""
-    return hash_module(matrix, op_labels(ops))
+    stores; ``NB101Space.key`` prunes first).
+
+    Memoised on the exact ``(matrix, ops)``: evolution and restricted-space mutation hash the same few dozen
+    neighbours of a parent over and over, and one hash is ~50 md5 calls in Python.
+    """
+    bits = np.asarray(matrix).astype(bool)
+    return _nb101_hash_cached(bits.shape, np.packbits(bits).tobytes(), tuple(ops))
+
+
+@lru_cache(maxsize=1 << 17)
+def _nb101_hash_cached(shape: tuple[int, ...], packed: bytes, ops: tuple[str, ...]) -> str:
+    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=int(np.prod(shape))).reshape(shape)
+    return hash_module(bits, op_labels(ops))
 
 
 _DIGEST = methodcaller("digest")
 #: byte -> its two lower-case hex characters, as a little-endian uint16 (so a gather yields ASCII in order).
 _HEX_PAIRS = np.array([int.from_bytes(f"{b:02x}".encode(), "little") for b in range(256)], dtype="<u2")
+#: the strictly upper-triangular entries of a 7-vertex matrix (the edges mutation may flip).
+_UPPER = np.triu(np.ones((MAX_VERTICES, MAX_VERTICES), dtype=bool), 1)
 #: _EARLIER[v, w]: w has a smaller index than v (tie-break between equal hashes).
 _EARLIER = np.tril(np.ones((MAX_VERTICES, MAX_VERTICES), dtype=bool), -1)
 
@@ -814,7 +851,7 @@ class NB101Space(SearchSpace[CellSpec]):
             ops[new] = base.ops[old]
         for v in range(n - 1, MAX_VERTICES - 1):
             ops[v] = OPS[int(rng.integers(len(OPS)))]
-        upper = np.triu(np.ones((MAX_VERTICES, MAX_VERTICES), dtype=bool), 1)
+        upper = _UPPER
         edge_p = self.mutation_rate / MAX_VERTICES
         op_p = self.mutation_rate / (MAX_VERTICES - 2)
         for _ in range(self.max_mutation_tries):

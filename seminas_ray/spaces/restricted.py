@@ -65,9 +65,7 @@ class RestrictedSpace(SearchSpace[Arch]):
 
     def _member_key(self, arch: Any) -> str | None:
         try:
-            if not self.base.is_valid(arch):
-                return None
-            key = self.base.key(arch)
+            key = self.base.key(arch)  # validates: an architecture outside the base space raises
         except (ValueError, TypeError):  # InvalidArchitecture is a ValueError
             return None
         return key if key in self._members else None
