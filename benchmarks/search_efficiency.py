@@ -20,9 +20,9 @@ The pseudo-labelled pool M is 10,000 (capped at what the table has left). Contro
 schedule (early stopping on a held-out tenth of the labelled archs) with at most ``--controller-passes`` (25,000)
 architecture passes per training phase, a quarter of the search CLI's default. The reason is cost: 10 seeds x 4
 checkpoint budgets x 2 variants are 80 controller searches, and the paper-2000 controller (hidden 64) trains at
-~1,500-3,000 passes/s on one CPU core (the LSTMs are 60% of it, measured with the PyTorch profiler); with 50,000
-passes the NB101 run needed ~80 min on 2 cores. The paper's own epochs would be ~10M passes per round. Raise it
-where you have the cores: ``--controller-passes 100000``.
+~1,300-1,400 passes/s on one CPU core (compute-bound: ~16 MFLOP per pass; the LSTMs are 60% of it). With 25,000
+passes the whole NB101 run takes 42 min on a quiet 2-core machine (docs/results.md); the paper's own epochs would
+be ~10M passes per round. Raise it where you have the cores: ``--controller-passes 100000``.
 Every run uses the ask/tell optimizers
 directly against the counting oracle (no Tune: a lookup trial would cost more than the lookup); a test shows that
 for one seed the Tune path evaluates the same architectures. Queries are deduplicated by graph hash and counted; on a
