@@ -350,14 +350,16 @@ def nb101_hash(matrix: np.ndarray | Sequence[Sequence[int]], ops: Sequence[str])
     Memoised on the exact ``(matrix, ops)``: evolution and restricted-space mutation hash the same few dozen
     neighbours of a parent over and over, and one hash is ~50 md5 calls in Python.
     """
-    bits = np.asarray(matrix).astype(bool)
-    return _nb101_hash_cached(bits.shape, np.packbits(bits).tobytes(), tuple(ops))
+    bits = np.ascontiguousarray(np.asarray(matrix).astype(bool), dtype=np.uint8)
+    if bits.ndim != 2 or bits.shape[0] != bits.shape[1]:
+        return hash_module(matrix, op_labels(ops))  # not a cell's matrix: hash_module says what is wrong
+    return _nb101_hash_cached(bits.shape[0], bits.tobytes(), tuple(ops))
 
 
 @lru_cache(maxsize=1 << 17)
-def _nb101_hash_cached(shape: tuple[int, ...], packed: bytes, ops: tuple[str, ...]) -> str:
-    bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=int(np.prod(shape))).reshape(shape)
-    return hash_module(bits, op_labels(ops))
+def _nb101_hash_cached(n: int, matrix_bytes: bytes, ops: tuple[str, ...]) -> str:
+    """``nb101_hash`` of one exact cell, keyed like ``_validate_cached`` (vertex count, uint8 bytes, ops)."""
+    return hash_module(np.frombuffer(matrix_bytes, dtype=np.uint8).reshape(n, n), op_labels(ops))
 
 
 _DIGEST = methodcaller("digest")
@@ -851,11 +853,10 @@ class NB101Space(SearchSpace[CellSpec]):
             ops[new] = base.ops[old]
         for v in range(n - 1, MAX_VERTICES - 1):
             ops[v] = OPS[int(rng.integers(len(OPS)))]
-        upper = _UPPER
         edge_p = self.mutation_rate / MAX_VERTICES
         op_p = self.mutation_rate / (MAX_VERTICES - 2)
         for _ in range(self.max_mutation_tries):
-            flips = (rng.random((MAX_VERTICES, MAX_VERTICES)) < edge_p) & upper
+            flips = (rng.random((MAX_VERTICES, MAX_VERTICES)) < edge_p) & _UPPER
             new_matrix = matrix ^ flips.astype(np.uint8)
             new_ops = list(ops)
             for v in range(1, MAX_VERTICES - 1):
