@@ -1,4 +1,5 @@
-"""The NAS-Bench-101 cell space: hash, pruning, validity, tokens, sampling, mutation and the full enumeration.
+"""NAS-Bench-101 specifics: hash, pruning, validity, token layout, sampling, mutation and the full enumeration
+(the generic space contract is in ``test_space_contract.py``).
 
 Real data: the 20,001 cells of ``nb101_subset20k.npz`` (stored module hashes) and the 30 API records of
 ``nasbench_api_sample30.json``.
@@ -13,28 +14,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seminas_ray.spaces import _nb101_enumerate as nb101_enum
+from seminas_ray.spaces import nb101_enumerate as nb101_enum
 from seminas_ray.spaces.base import InvalidArchitecture
-from seminas_ray.spaces.nasbench101 import CONV1X1
-from seminas_ray.spaces.nasbench101 import CONV3X3
-from seminas_ray.spaces.nasbench101 import MAXPOOL3X3
-from seminas_ray.spaces.nasbench101 import N_CELLS
-from seminas_ray.spaces.nasbench101 import N_CELLS_BY_SIZE
-from seminas_ray.spaces.nasbench101 import OP_POSITIONS
-from seminas_ray.spaces.nasbench101 import CellSpec
-from seminas_ray.spaces.nasbench101 import NB101Arrays
 from seminas_ray.spaces.nasbench101 import NB101Space
-from seminas_ray.spaces.nasbench101 import arrays_from_specs
-from seminas_ray.spaces.nasbench101 import decode
-from seminas_ray.spaces.nasbench101 import encode
-from seminas_ray.spaces.nasbench101 import encode_arrays
-from seminas_ray.spaces.nasbench101 import enumerate_nb101
-from seminas_ray.spaces.nasbench101 import is_valid
-from seminas_ray.spaces.nasbench101 import nb101_hash
-from seminas_ray.spaces.nasbench101 import nb101_hash_arrays
-from seminas_ray.spaces.nasbench101 import prune
-from seminas_ray.spaces.nasbench101 import specs_from_arrays
-from seminas_ray.spaces.nasbench101 import validate
+from seminas_ray.spaces.nb101_arrays import NB101Arrays
+from seminas_ray.spaces.nb101_arrays import arrays_from_specs
+from seminas_ray.spaces.nb101_arrays import specs_from_arrays
+from seminas_ray.spaces.nb101_cell import CONV1X1
+from seminas_ray.spaces.nb101_cell import CONV3X3
+from seminas_ray.spaces.nb101_cell import MAXPOOL3X3
+from seminas_ray.spaces.nb101_cell import N_CELLS
+from seminas_ray.spaces.nb101_cell import N_CELLS_BY_SIZE
+from seminas_ray.spaces.nb101_cell import CellSpec
+from seminas_ray.spaces.nb101_cell import _validate_uncached
+from seminas_ray.spaces.nb101_cell import is_valid
+from seminas_ray.spaces.nb101_cell import prune
+from seminas_ray.spaces.nb101_cell import validate
+from seminas_ray.spaces.nb101_encoding import OP_POSITIONS
+from seminas_ray.spaces.nb101_encoding import decode
+from seminas_ray.spaces.nb101_encoding import encode
+from seminas_ray.spaces.nb101_encoding import encode_arrays
+from seminas_ray.spaces.nb101_enumerate import enumerate_nb101
+from seminas_ray.spaces.nb101_hash import hash_module
+from seminas_ray.spaces.nb101_hash import nb101_hash
+from seminas_ray.spaces.nb101_hash import nb101_hash_arrays
+from seminas_ray.spaces.nb101_hash import op_labels
 
 IN, OUT = "input", "output"
 
@@ -230,7 +234,6 @@ def test_encoding_of_a_known_cell() -> None:
     assert decode(expected) == spec
     full = chain(7, [CONV3X3, CONV1X1, MAXPOOL3X3, CONV3X3, CONV1X1])
     tokens = encode(full)
-    assert tokens.dtype == np.int64 and tokens.shape == (27,)
     assert [int(tokens[p]) for p in OP_POSITIONS] == [4, 3, 5, 4, 3, 6]  # 3 = conv1x1, 4 = conv3x3, 5 = maxpool
 
 
@@ -333,20 +336,15 @@ def test_allowed_tokens_and_mask() -> None:
     assert OP_POSITIONS == (1, 4, 8, 13, 19, 26)
     for pos in range(27):
         assert space.allowed_tokens(pos) == ((3, 4, 5, 6) if pos in OP_POSITIONS else (1, 2))
-    mask = space.token_mask()
-    assert mask.shape == (27, 7) and not mask[:, 0].any() and mask.sum() == 6 * 4 + 21 * 2
-    with pytest.raises(IndexError):
-        space.allowed_tokens(27)
+    assert space.token_mask().sum() == 6 * 4 + 21 * 2
 
 
 # ---------------------------------------------------------------------------------------------------------
 # configs, arrays
-def test_config_round_trip(table_specs: list[CellSpec]) -> None:
+def test_config_prunes_and_explains_errors() -> None:
     space = NB101Space()
-    for spec in table_specs[:50] + [chain(2), chain(3)]:
-        config = space.to_config(spec)
-        assert json.loads(json.dumps(config)) == config
-        assert space.from_config(config) == spec
+    for spec in [chain(2), chain(3)]:  # the smallest cells (the generic round trip is in test_space_contract)
+        assert space.from_config(space.to_config(spec)) == spec
     unpruned = {"matrix": [[0, 1, 1], [0, 0, 0], [0, 0, 0]], "ops": [IN, CONV3X3, OUT]}  # vertex 1 is a dead end
     assert space.from_config(unpruned) == CellSpec([[0, 1], [0, 0]], [IN, OUT])
     with pytest.raises(InvalidArchitecture, match="lacks ops"):
@@ -377,12 +375,8 @@ def test_arrays_helpers(table: NB101Arrays, table_specs: list[CellSpec]) -> None
 
 # ---------------------------------------------------------------------------------------------------------
 # sampling and mutation
-def test_sampling_is_seeded_uniform_and_valid(space: NB101Space, table: NB101Arrays) -> None:
+def test_sampling_is_uniform_over_the_pool(space: NB101Space, table: NB101Arrays) -> None:
     a = space.sample(np.random.default_rng(11), 300)
-    b = space.sample(np.random.default_rng(11), 300)
-    c = space.sample(np.random.default_rng(12), 300)
-    assert a == b and a != c
-    assert all(is_valid(s) for s in a)
     keys = space.keys(a)
     assert len(set(keys)) == 300  # drawn without replacement
     assert (table.index_of(keys) >= 0).all()
@@ -395,18 +389,15 @@ def test_sampling_is_seeded_uniform_and_valid(space: NB101Space, table: NB101Arr
     assert abs(np.mean(big.n_vertices == 7) - np.mean(table.n_vertices == 7)) < 0.02
 
 
-def test_mutate_gives_valid_cells_with_a_different_key(space: NB101Space, table_specs: list[CellSpec]) -> None:
+def test_mutate_returns_pruned_cells_and_can_grow_small_ones(space: NB101Space, table_specs: list[CellSpec]) -> None:
     rng = np.random.default_rng(0)
     parents = table_specs[:150] + [chain(n) for n in range(2, 8)]
     grew = 0
     for parent in parents:
         child = space.mutate(parent, rng)
-        assert is_valid(child) and prune(child) == child
-        assert space.key(child) != space.key(parent)
+        assert prune(child) == child and space.key(child) != space.key(parent)
         grew += child.n_vertices > parent.n_vertices
     assert grew > 0  # small cells can grow (they are embedded in 7 vertices)
-    again = [space.mutate(p, np.random.default_rng(7)) for p in parents[:20]]
-    assert again == [space.mutate(p, np.random.default_rng(7)) for p in parents[:20]]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -482,10 +473,6 @@ def test_full_enumeration(tmp_path: Path, table: NB101Arrays, data_dir: Path) ->
 
 
 def test_memoised_validation_and_hash_match_the_uncached_code() -> None:
-    from seminas_ray.spaces.nasbench101 import _validate_uncached
-    from seminas_ray.spaces.nasbench101 import hash_module
-    from seminas_ray.spaces.nasbench101 import op_labels
-
     space = NB101Space()
     rng = np.random.default_rng(0)
     parent = chain(5)

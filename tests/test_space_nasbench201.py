@@ -1,4 +1,5 @@
-"""NAS-Bench-201 space: the 15,625 cells, cell-string round trip, tokens, bad strings, mutation, restriction."""
+"""NAS-Bench-201 space specifics: the 15,625 cells, cell strings, token values, uniformity, one-edge mutation,
+restriction (the generic space contract is in ``test_space_contract.py``)."""
 from __future__ import annotations
 
 import csv
@@ -38,7 +39,6 @@ def test_string_round_trip_and_edge_order() -> None:
     assert str(cell) == EXAMPLE == SPACE.key(cell) == SPACE.key(EXAMPLE) == SPACE.key(list(cell.ops))
     for c in list(all_cells())[::131]:
         assert parse_cell(SPACE.key(c)) == c
-    assert SPACE.from_config(SPACE.to_config(cell)) == cell
 
 
 def test_round_trip_on_every_string_of_the_real_csv(nb201_csv_path: Path) -> None:
@@ -68,40 +68,28 @@ def test_bad_strings_name_the_offending_part(text: str, fragment: str) -> None:
     assert not SPACE.is_valid(text)
 
 
-def test_bad_cells_and_configs() -> None:
+def test_bad_cells_name_the_problem() -> None:
     with pytest.raises(InvalidArchitecture, match="6 edges"):
         NB201Cell(("none",) * 5)
     with pytest.raises(InvalidArchitecture, match="sep_conv"):
         NB201Cell(("none",) * 5 + ("sep_conv",))
-    with pytest.raises(InvalidArchitecture, match="cell"):
+    with pytest.raises(InvalidArchitecture, match="'cell' entry"):
         SPACE.from_config({"arch": EXAMPLE})
-    assert not SPACE.is_valid(42)
 
 
 def test_tokens() -> None:
     assert (SPACE.seq_len, SPACE.vocab_size) == (6, 6)
     cell = parse_cell(EXAMPLE)
     tokens = SPACE.encode(cell)
-    assert tokens.dtype == np.int64
     assert tokens.tolist() == [OPS.index(op) + 1 for op in cell.ops] == [4, 4, 4, 2, 3, 4]
     assert SPACE.decode(tokens) == cell
     assert SPACE.decode([0, 4, 4, 2, 3, 4]) is None  # SOS/pad is not an op
     assert SPACE.decode([6, 4, 4, 2, 3, 4]) is None
-    assert SPACE.decode([1, 2, 3]) is None
-    mask = SPACE.token_mask()
-    assert mask.shape == (6, 6)
-    assert not mask[:, 0].any() and mask[:, 1:].all()
     assert all(SPACE.allowed_tokens(p) == (1, 2, 3, 4, 5) for p in range(6))
-    cells = SPACE.sample(np.random.default_rng(0), 64)
-    encoded = SPACE.encode_many(cells)
-    assert encoded.shape == (64, 6)
-    assert [SPACE.decode(row) for row in encoded] == cells
 
 
-def test_sampling_is_uniform_and_seeded() -> None:
+def test_sampling_is_uniform() -> None:
     a = SPACE.sample(np.random.default_rng(1), 6000)
-    b = SPACE.sample(np.random.default_rng(1), 6000)
-    assert a == b
     assert len({c.index for c in a}) == 6000  # distinct while n <= 15,625
     assert len(SPACE.sample(np.random.default_rng(1), 20_000)) == 20_000  # beyond that, with replacement
     counts = np.bincount(SPACE.encode_many(a).ravel(), minlength=6)[1:]

@@ -17,7 +17,8 @@ one graph per class (the first one in the script's order, so the stored represen
   sorted by hash.
 
 The cache is an npz in the schema of ``nb101_subset20k.npz`` (``hash``, ``n_vertices``, ``adjacency``,
-``labels``) plus ``format_version``, written atomically and fully checked when loaded.
+``labels``) plus ``format_version``, written atomically and fully checked when loaded. :func:`enumerate_nb101`
+is the entry point.
 """
 from __future__ import annotations
 
@@ -33,15 +34,15 @@ from typing import NoReturn
 import numpy as np
 
 from seminas_ray.settings import cache_dir
-from seminas_ray.spaces.nasbench101 import LABEL_INPUT
-from seminas_ray.spaces.nasbench101 import LABEL_OUTPUT
-from seminas_ray.spaces.nasbench101 import LABEL_PAD
-from seminas_ray.spaces.nasbench101 import MAX_EDGES
-from seminas_ray.spaces.nasbench101 import MAX_VERTICES
-from seminas_ray.spaces.nasbench101 import N_CELLS
-from seminas_ray.spaces.nasbench101 import N_CELLS_BY_SIZE
-from seminas_ray.spaces.nasbench101 import NB101Arrays
-from seminas_ray.spaces.nasbench101 import nb101_hash_arrays
+from seminas_ray.spaces.nb101_arrays import NB101Arrays
+from seminas_ray.spaces.nb101_cell import LABEL_INPUT
+from seminas_ray.spaces.nb101_cell import LABEL_OUTPUT
+from seminas_ray.spaces.nb101_cell import LABEL_PAD
+from seminas_ray.spaces.nb101_cell import MAX_EDGES
+from seminas_ray.spaces.nb101_cell import MAX_VERTICES
+from seminas_ray.spaces.nb101_cell import N_CELLS
+from seminas_ray.spaces.nb101_cell import N_CELLS_BY_SIZE
+from seminas_ray.spaces.nb101_hash import nb101_hash_arrays
 
 FORMAT_VERSION = 1
 CACHE_NAME = f"nb101_enumeration_v{FORMAT_VERSION}.npz"
@@ -358,3 +359,19 @@ def load_or_build(path: str | Path | None = None, *, progress: bool = True) -> N
     save_enumeration(arrays, path)
     _LOADED[_file_id(path)] = arrays
     return arrays
+
+
+def enumerate_nb101(
+    progress: bool = True, *, use_cache: bool = True, cache_path: str | Path | None = None
+) -> NB101Arrays:
+    """All 423,624 unique NAS-Bench-101 cells (sorted by module hash), from the cache or built and cached.
+
+    Follows ``nasbench/scripts/generate_graphs.py``: every upper-triangular graph of 2..7 vertices with at most 9
+    edges whose pruning is a no-op, every op labelling, deduplicated by module hash; each hash keeps the first
+    (matrix, labelling) in that script's iteration order. The cache
+    (``cache_dir("nasbench101")/nb101_enumeration_v1.npz``) is validated on load and rebuilt with a warning if
+    it is corrupt.
+    """
+    if not use_cache:
+        return build_enumeration(progress=progress)
+    return load_or_build(cache_path, progress=progress)
