@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import sys
@@ -43,7 +44,7 @@ from seminas_ray.controller import ControllerConfig
 from seminas_ray.controller import NAOController
 from seminas_ray.settings import data_file
 from seminas_ray.spaces.nasbench101 import NB101Space
-from seminas_ray.spaces.nasbench101 import encode_arrays
+from seminas_ray.spaces.nb101_encoding import encode_arrays
 
 MEAN_VAL, STD_VAL = 0.908192301, 0.023961
 
@@ -353,13 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     add("predict", "plain (nn.LSTM, no_grad, chunks of 10k)", secs, len(pred_seqs))
     chunk_sizes = [1024, 4096, 16384] if device.type == "cpu" else [4096, 16384, 65536]
     for fast in (False, True) if device.type == "cpu" else (False,):  # CUDA always uses cuDNN's LSTM
-        trained.config.fast_inference = fast
+        trained.config = dataclasses.replace(trained.config, fast_inference=fast)
         for chunk in chunk_sizes:
             secs, got = best_time(lambda: trained.predict(pred_seqs, batch_size=chunk), reps_pred, device)
             err = float(np.max(np.abs(got - ref)))
             add("predict", f"predict, {'table-driven' if fast else 'reference'} LSTM, chunk {chunk}", secs,
                 len(pred_seqs), note=f"max |diff| vs plain {err:.1e}")
-    trained.config.fast_inference = True
+    trained.config = dataclasses.replace(trained.config, fast_inference=True)
     if sweep:
         for t in sorted({1, 2} - {threads}):
             torch.set_num_threads(t)
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                                device), reps, device)
     add("generate", "plain (authors' loop)", secs, n_dec, note=f"items = decoded archs; accepted {n_plain}")
     for eta_batch in (1, 8):
-        trained.config.generate_eta_batch = eta_batch
+        trained.config = dataclasses.replace(trained.config, generate_eta_batch=eta_batch)
         rec: list = []
         secs, res = best_time(lambda: trained.generate(seeds, n_new=n_new,
                                                        accept=make_accept(space, labelled, rec.clear() or rec)),

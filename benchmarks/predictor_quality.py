@@ -199,7 +199,7 @@ class Plan:
 
 def plan(args: argparse.Namespace) -> Plan:
     """Validate the arguments, load the table, resolve the config and draw the key sets (``ValueError`` if wrong)."""
-    from seminas_ray.tasks.nasbench import seminas_config
+    from seminas_ray.algorithm import config_for_table
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -212,8 +212,8 @@ def plan(args: argparse.Namespace) -> Plan:
         raise ValueError(f"--labelled sizes must be >= 2, got {labelled[0]}")
     pseudo = sorted(set(args.pseudo) | {0})
     table = load_table_cached(args.data, args.benchmark, args.dataset)
-    # the budget check of seminas_config is about searches; the presets' 2,000 queries fit every shipped table
-    cfg = seminas_config(table, args.preset, overrides=args.set)
+    # the budget check of config_for_table is about searches; the presets' 2,000 queries fit every shipped table
+    cfg = config_for_table(table, args.preset, overrides=args.set)
     finite = np.flatnonzero(np.isfinite(table.search_values_mean()))
     need = labelled[-1] + args.heldout
     if need > len(finite):

@@ -114,41 +114,39 @@ def sized_preset(budget: int) -> tuple[str, dict[str, Any]]:
 
 
 def method_config(method: str, table: Any, budget: int, overrides: tuple[str, ...] = ()) -> Any:
-    """The ``SemiNASConfig`` of a ``seminas``/``supervised`` run of ``budget`` queries on ``table``."""
-    from seminas_ray.tasks.nasbench import seminas_config
+    """The ``SemiNASConfig`` of a ``seminas``/``supervised`` run of ``budget`` queries on ``table`` (the registry
+    turns it into the supervised ablation)."""
+    from seminas_ray.algorithm import config_for_table
 
     preset, sizes = sized_preset(budget)
     pool = len(table)  # the archs a search can propose: the table's members (the whole space when complete)
     n_pseudo = max(0, min(MAX_PSEUDO, pool - budget))
     extra = [f"{k}={v}" for k, v in sizes.items()] + [f"n_unlabelled={n_pseudo}"]
-    if method == "supervised":
-        extra += ["self_training=false", "up_sample=1"]
-    return seminas_config(table, preset, overrides=extra + list(overrides), budget=budget)
+    return config_for_table(table, preset, overrides=extra + list(overrides), budget=budget)
 
 
 def make_optimizer(job: Job, table: Any) -> Any:
-    """The ask/tell optimizer of ``job`` (SemiNAS, a baseline, or Tune's TPE searcher)."""
-    from seminas_ray.algorithm import SemiNAS
-    from seminas_ray.algorithm import make_optimizer as make_baseline
-    from seminas_ray.tasks.nasbench import search_space
+    """The ask/tell optimizer of ``job``: a registered method, or Tune's TPE searcher (it needs the table)."""
+    from seminas_ray.algorithm import METHODS as REGISTERED
+    from seminas_ray.algorithm import make_method
+    from seminas_ray.algorithm import search_space
 
     space = search_space(table)
-    if job.method in SIZED:
-        return SemiNAS(space, method_config(job.method, table, job.budget, job.overrides), seed=job.seed)
-    if job.method in ("random", "evolution"):
-        return make_baseline(job.method, space, seed=job.seed)
+    if job.method in REGISTERED:
+        config = method_config(job.method, table, job.budget, job.overrides) if job.method in SIZED else None
+        return make_method(job.method, space, job.seed, config, budget=job.budget)
     if job.method == "tpe":
         from seminas_ray.distributed.tune_searcher_optimizer import TuneSearcherOptimizer
         from seminas_ray.distributed.tune_searcher_optimizer import optuna_tpe
 
         members = {k: table.arch(k) for k in table}  # keyed: the table already knows every member's hash
-        return TuneSearcherOptimizer(space, optuna_tpe, members, seed=job.seed)
+        return TuneSearcherOptimizer(space, optuna_tpe, members, seed=job.seed, budget=job.budget)
     raise ValueError(f"unknown method {job.method!r}; choose from {METHODS}")
 
 
 def run_job(job: Job) -> dict[str, Any]:
     """Run one search directly against the counting oracle; return its query log, rounds and counters."""
-    from seminas_ray.tasks.nasbench import run_direct
+    from seminas_ray.algorithm import run_direct
 
     table = load_table_cached(job.data, job.benchmark, job.dataset)
     t0 = time.perf_counter()
@@ -159,7 +157,7 @@ def run_job(job: Job) -> dict[str, Any]:
     log = [(int(e.query_index), e.key, e.search_value) for e in oracle.evaluations() if e.in_benchmark]
     return {
         "log": log,
-        "rounds": [dict(r) for r in getattr(optimizer, "rounds_log", [])],
+        "rounds": [dict(r) for r in optimizer.rounds_log],
         "run": {"method": job.method, "seed": job.seed, "run_budget": job.budget, "seconds": round(wall, 2),
                 "n_queries": report["n_queries"], "n_evaluated": report["n_evaluated"],
                 "n_not_in_benchmark": report["n_not_in_benchmark"], "n_invalid": report["n_invalid"],

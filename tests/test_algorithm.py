@@ -1,6 +1,8 @@
 """The ask/tell optimizers (no Ray): SemiNAS rounds, baselines, configs, determinism and state."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,11 +11,12 @@ from seminas_ray.algorithm import RegularizedEvolution
 from seminas_ray.algorithm import SemiNAS
 from seminas_ray.algorithm import SemiNASConfig
 from seminas_ray.algorithm import build_config
+from seminas_ray.algorithm import config_for_table
+from seminas_ray.algorithm import make_method
+from seminas_ray.algorithm import run_direct
+from seminas_ray.algorithm import search_space
 from seminas_ray.algorithm.config import parse_override
 from seminas_ray.benchmarks.loading import load_table
-from seminas_ray.tasks.nasbench import run_direct
-from seminas_ray.tasks.nasbench import search_space
-from seminas_ray.tasks.nasbench import seminas_config
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +142,6 @@ def test_seminas_is_deterministic_and_resumable(nb201):
 
 
 def test_supervised_never_trains_on_pseudo_labels(nb201):
-    from seminas_ray.tasks.nasbench import make_method
 
     opt = make_method("supervised", nb201.space, 0, small_config())
     run_direct(nb201, opt, budget=40, seed=0)
@@ -162,9 +164,38 @@ def test_seed_filter_queries_are_counted(nb201):
 
 
 def test_nasbench_config_adapts_units(nb201):
-    assert seminas_config(nb201, "paper-300").target_norm == "minmax"  # the Apr-2020 code's own normalisation
-    cfg = seminas_config(nb201, "paper-2000")
+    assert config_for_table(nb201, "paper-300").target_norm == "minmax"  # the Apr-2020 code's own normalisation
+    cfg = config_for_table(nb201, "paper-2000")
     assert cfg.target_norm == "zscore"  # NB201 is in percent: the authors' NB101 constants do not apply
     with pytest.raises(ValueError, match="exceeds"):
-        seminas_config(nb201, "paper-300", budget=20000)
+        config_for_table(nb201, "paper-300", budget=20000)
     assert search_space(nb201) is nb201.space
+    assert config_for_table(nb201, "paper-2000", overrides=["target_norm=zscore-fixed"]).target_norm == "zscore-fixed"
+
+
+def test_configs_are_frozen_values():
+    cfg = build_config("paper-300")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.budget = 250  # type: ignore[misc]
+    smaller = dataclasses.replace(cfg, budget=250)
+    assert (cfg.total_queries, smaller.total_queries) == (300, 250)
+    with pytest.raises(ValueError, match="below the seed set"):
+        dataclasses.replace(cfg, budget=50)  # a replaced config is validated like a new one
+
+
+def test_seminas_ends_early_when_a_round_generates_nothing(nb201):
+    """A round that decodes nothing new ends the search (finished, no more work) without touching the config."""
+    from seminas_ray.algorithm import RoundResult
+
+    cfg = small_config()
+    opt = SemiNAS(nb201.space, cfg, seed=0)
+    for arch in opt.ask(cfg.n_seed):
+        opt.tell(arch, nb201.search_value_mean(nb201.space.key(arch)))
+    assert opt.needs_work() and not opt.finished
+    opt.apply_work(RoundResult(round=1, archs=[], predicted=[], controller_state=None))
+    assert opt.finished and not opt.needs_work() and opt.ask(1) == []
+    assert opt.budget == cfg.total_queries == opt.config.total_queries  # the budget is what was asked for
+    assert opt.rounds_log[-1]["note"] == "no new architecture could be generated"
+    resumed = SemiNAS(nb201.space, cfg, seed=0)
+    resumed.load_state_dict(opt.state_dict())
+    assert resumed.finished and resumed.round == 1

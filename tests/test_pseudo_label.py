@@ -17,9 +17,9 @@ from seminas_ray.algorithm.pseudo_label import shard_plan
 from seminas_ray.benchmarks.loading import load_table
 from seminas_ray.controller import ControllerConfig
 from seminas_ray.controller import NAOController
-from seminas_ray.spaces.nasbench101 import NB101Arrays
 from seminas_ray.spaces.nasbench101 import NB101Space
 from seminas_ray.spaces.nasbench201 import NB201Space
+from seminas_ray.spaces.nb101_arrays import NB101Arrays
 from seminas_ray.spaces.tts import TTSSpace
 
 SPACES = ["nb101", "nb201", "nb101-restricted", "tts"]

@@ -6,24 +6,39 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import ray
+from ray import tune
+from ray.util.placement_group import placement_group
 
+from seminas_ray.algorithm import run_direct
+from seminas_ray.algorithm import search_space
 from seminas_ray.benchmarks.loading import load_table
 from seminas_ray.benchmarks.oracle import Oracle
+from seminas_ray.distributed.runner import lookup_trial_cpus
+from seminas_ray.distributed.searcher import AskTellSearcher
 from seminas_ray.distributed.tune_searcher_optimizer import TuneSearcherOptimizer
 from seminas_ray.distributed.tune_searcher_optimizer import optuna_tpe
 from seminas_ray.distributed.tune_searcher_optimizer import token_param_space
-from seminas_ray.tasks.nasbench import run_direct
-from seminas_ray.tasks.nasbench import search_space
+from seminas_ray.tasks.nasbench_trial import METRIC
+from seminas_ray.tasks.nasbench_trial import nasbench_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import search_efficiency as se  # noqa: E402
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+def reserve_work_cpus(cpus: float, name: str = "") -> Any:
+    """A placement group for the controller rounds, as the runner reserves one before Tune starts."""
+    group = placement_group([{"CPU": cpus}], name=name)
+    ray.get(group.ready(), timeout=120)
+    return group
 SMALL = ("fast_sample_budget=2000", "controller.batch_size=32", "top_k=10")
 
 
@@ -126,22 +141,15 @@ def test_tpe_adapter_asks_distinct_members_and_learns(nb101):
 
 def test_direct_and_tune_paths_evaluate_the_same_architectures(ray_local, nb201, tmp_path):
     """For one seed, the benchmark's direct loop and a real Tune run of the same optimizer query the same archs."""
-    from ray import tune
-
-    from seminas_ray.distributed.searcher import AskTellSearcher
-    from seminas_ray.tasks.nasbench import METRIC
-    from seminas_ray.tasks.nasbench import nasbench_trainable
-    from seminas_ray.tasks.nasbench import reserve_work_cpus
-    from seminas_ray.tasks.nasbench import trial_resources
-
     job = se.Job("seminas", 0, 40, None, "nb201", "cifar10", SMALL)
     direct_opt = se.make_optimizer(job, nb201)
     direct = [e.key for e in run_direct(nb201, direct_opt, job.budget, job.seed).evaluations()]
 
     searcher = AskTellSearcher(se.make_optimizer(job, nb201), metric=METRIC, mode="max", budget=job.budget)
     searcher.work_placement_group = reserve_work_cpus(1.0)
+    total_cpus = ray.cluster_resources().get("CPU", 1.0)
     trainable = tune.with_resources(tune.with_parameters(nasbench_trainable, table=nb201, seed=job.seed),
-                                    {"cpu": trial_resources(2, 0.25, reserved=1.0)})
+                                    {"cpu": lookup_trial_cpus(total_cpus, 2, 0.25, reserved=1.0)})
     tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                                               max_concurrent_trials=2, reuse_actors=True),
                        run_config=tune.RunConfig(name="same", storage_path=str(tmp_path), verbose=0))

@@ -2,21 +2,35 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+from ray.util.placement_group import placement_group
 
 from seminas_ray.algorithm import SemiNAS
 from seminas_ray.algorithm import SemiNASConfig
+from seminas_ray.algorithm import config_for_table
+from seminas_ray.algorithm import make_method
+from seminas_ray.algorithm import run_direct
+from seminas_ray.algorithm import search_space
 from seminas_ray.benchmarks.loading import load_table
 from seminas_ray.benchmarks.oracle import evaluate
+from seminas_ray.distributed.runner import lookup_trial_cpus
 from seminas_ray.distributed.searcher import AskTellSearcher
-from seminas_ray.tasks.nasbench import METRIC
-from seminas_ray.tasks.nasbench import make_method
-from seminas_ray.tasks.nasbench import run_direct
-from seminas_ray.tasks.nasbench import search_space
-from ray.tune.search import Searcher
+from seminas_ray.tasks.nasbench_trial import METRIC
+from seminas_ray.tasks.nasbench_trial import nasbench_trainable
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+def reserve_work_cpus(cpus: float, name: str = "") -> Any:
+    """A placement group for the controller rounds, as the runner reserves one before Tune starts."""
+    group = placement_group([{"CPU": cpus}], name=name)
+    ray.get(group.ready(), timeout=120)
+    return group
 
 
 def tiny_config(**extra) -> SemiNASConfig:
@@ -35,8 +49,6 @@ def nb201(nb201_csv_path):
 
 def drive(searcher: AskTellSearcher, table, seed: int, stop_after: int | None = None, live: int = 3) -> list[str]:
     """Call the Searcher API the way Tune does: up to ``live`` trials in flight, completed oldest first."""
-    import ray
-
     keys: list[str] = []
     in_flight: list[tuple[str, dict]] = []
     counter = 0
@@ -86,6 +98,16 @@ def test_save_restore_mid_round_gives_the_same_result(ray_local, nb201, tmp_path
     assert [e["key"] for e in restored.evaluations] == reference
 
 
+def test_budget_defaults_to_the_optimizers_and_any_method_plugs_in(nb201):
+    """No Ray needed for a method without heavy work: the searcher only talks to the optimizer's public API."""
+    searcher = AskTellSearcher(make_method("evolution", nb201.space, 0, budget=7), metric=METRIC, mode="min")
+    assert searcher.budget == 7
+    keys = drive(searcher, nb201, seed=0)
+    assert len(keys) == len(set(keys)) == 7 and searcher.suggest("after") == Searcher.FINISHED
+    assert all(e["round"] == 0 and e["predicted"] is None for e in searcher.evaluations)
+    assert AskTellSearcher(make_method("seminas", nb201.space, 0, tiny_config()), metric=METRIC).budget == 40
+
+
 def test_constructor_validates():
     with pytest.raises(ValueError, match="metric is required"):
         AskTellSearcher(SemiNAS.__new__(SemiNAS), metric="")
@@ -95,21 +117,15 @@ def test_constructor_validates():
 
 def test_tune_run_on_nb101_reaches_the_top_percent(ray_local, nb101_subset_path, tmp_path):
     """A real Tune run (2 CPUs, reuse_actors) on the 20k NB101 slice finds a top-1% arch within 300 queries."""
-    from ray import tune
-
-    from seminas_ray.tasks.nasbench import nasbench_trainable
-    from seminas_ray.tasks.nasbench import seminas_config
-
     table = load_table(nb101_subset_path)
-    cfg = seminas_config(table, "paper-300", overrides=["n_unlabelled=2000"])
+    cfg = config_for_table(table, "paper-300", overrides=["n_unlabelled=2000"])
+    reserve_work_cpus(1.0, name="test-controller")  # found by name: what survives the searcher's pickling
     searcher = AskTellSearcher(make_method("seminas", search_space(table), 0, cfg), metric=METRIC, mode="max",
-                               budget=cfg.total_queries)
-    from seminas_ray.tasks.nasbench import reserve_work_cpus
-    from seminas_ray.tasks.nasbench import trial_resources
-
-    searcher.work_placement_group = reserve_work_cpus(1.0)
+                               work_placement_group_name="test-controller")
+    assert searcher.budget == cfg.total_queries
+    total_cpus = ray.cluster_resources().get("CPU", 1.0)
     trainable = tune.with_resources(tune.with_parameters(nasbench_trainable, table=table, seed=0),
-                                    {"cpu": trial_resources(4, 0.25, reserved=1.0)})
+                                    {"cpu": lookup_trial_cpus(total_cpus, 4, 0.25, reserved=1.0)})
     tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                                               max_concurrent_trials=4, reuse_actors=True),
                        run_config=tune.RunConfig(name="t", storage_path=str(tmp_path), verbose=0))

@@ -9,6 +9,10 @@ optimizer deduplicates by the space's ``key`` and never asks for the same key tw
 every architecture of the round has been told and the controller has produced the next round. Whether that
 controller work runs inline (``needs_work`` + ``do_work``) or elsewhere (``make_work`` / ``apply_work``, which the
 Ray searcher runs as a remote task) is the caller's choice; both give identical results.
+
+Every caller sees the same surface, whatever the optimizer: ``budget`` (the optimizer is the one owner of the query
+budget: ``ask`` never goes past it and ``finished`` is true once it is spent), ``round`` and ``rounds_log`` (0 and
+``[]`` for optimizers without rounds), ``predicted_score`` (``None`` without a predictor) and ``arch_for_key``.
 """
 from __future__ import annotations
 
@@ -26,9 +30,14 @@ class AskTellOptimizer(ABC, Generic[Arch]):
 
     name: str = "optimizer"
 
-    def __init__(self, space: SearchSpace[Arch], seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace[Arch], seed: int = 0, budget: int | None = None) -> None:
         self.space = space
         self.seed = int(seed)
+        self._budget = check_budget(budget)
+        # round-based optimizers (SemiNAS) count rounds here: 0 = the seed round, k = the k-th generated round;
+        # optimizers without rounds (random, evolution) stay at 0 and keep an empty log
+        self.round: int = 0
+        self.rounds_log: list[dict[str, Any]] = []  # one dict of statistics per completed round of heavy work
         self._asked: dict[str, Arch] = {}          # key -> arch, in ask order (dicts keep insertion order)
         self._told: dict[str, float | None] = {}   # key -> score (None = failed)
 
@@ -48,9 +57,25 @@ class AskTellOptimizer(ABC, Generic[Arch]):
         self._on_tell(key, arch, self._told[key])
 
     @property
+    def budget(self) -> int | None:
+        """Queries this optimizer will ask for at most (``None``: unbounded); read-only, fixed at construction."""
+        return self._budget
+
+    @property
     def finished(self) -> bool:
-        """True when the optimizer will never propose anything again."""
-        return False
+        """True when the optimizer will never propose anything again (by default: once the budget is spent)."""
+        return self.budget is not None and self.n_asked >= self.budget
+
+    def predicted_score(self, arch: Arch) -> float | None:
+        """The optimizer's own prediction for ``arch`` when it proposed it (``None``: it has no predictor)."""
+        return None
+
+    def arch_for_key(self, key: str) -> Arch:
+        """The architecture this optimizer asked for under ``key`` (``KeyError`` if it never did)."""
+        try:
+            return self._asked[key]
+        except KeyError:
+            raise KeyError(f"no architecture with key {key!r} was asked") from None
 
     def needs_work(self) -> bool:
         """True when ``ask`` is blocked on heavy work (controller training) that ``do_work`` would perform."""
@@ -92,6 +117,7 @@ class AskTellOptimizer(ABC, Generic[Arch]):
         return {
             "name": self.name,
             "seed": self.seed,
+            "budget": self.budget,
             "asked": [self.space.to_config(a) for a in self._asked.values()],
             "told": [[k, v] for k, v in self._told.items()],
         }
@@ -100,6 +126,7 @@ class AskTellOptimizer(ABC, Generic[Arch]):
         if state.get("name") != self.name:
             raise ValueError(f"state is for optimizer {state.get('name')!r}, not {self.name!r}")
         self.seed = int(state["seed"])
+        self._budget = check_budget(state.get("budget", self._budget))
         self._asked = {}
         for cfg in state["asked"]:
             arch = self.space.from_config(cfg)
@@ -120,6 +147,19 @@ class AskTellOptimizer(ABC, Generic[Arch]):
 
     def _is_new(self, key: str) -> bool:
         return key not in self._asked
+
+    def _room(self, n: int) -> int:
+        """How many of ``n`` requested architectures the budget still allows."""
+        return n if self.budget is None else max(0, min(n, self.budget - self.n_asked))
+
+
+def check_budget(budget: int | None) -> int | None:
+    """``budget`` as an int (``None`` = unbounded); a clear error for anything below one query."""
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or int(budget) != budget or budget < 1:
+        raise ValueError(f"budget must be a positive integer or None, got {budget!r}")
+    return int(budget)
 
 
 def run_work(work: Any) -> Any:

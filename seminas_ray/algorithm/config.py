@@ -36,9 +36,13 @@ TARGET_NORMS = ("zscore-fixed", "zscore", "minmax")
 SCHEDULES = ("fast", "exact")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SemiNASConfig:
-    """Everything that defines one SemiNAS search (the controller's own settings are nested)."""
+    """Everything that defines one SemiNAS search (the controller's own settings are nested).
+
+    Frozen: a config is a value that optimizers, round tasks and saved states share, so a change must make a new
+    one (``dataclasses.replace`` or :func:`config_for_table`), never alter a config someone else holds.
+    """
 
     n_seed: int = 1100                 # N: labelled architectures of the seed round
     n_unlabelled: int = 10_000         # M: architectures pseudo-labelled per round
@@ -66,7 +70,7 @@ class SemiNASConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.controller, dict):
-            self.controller = ControllerConfig.from_dict(self.controller)
+            object.__setattr__(self, "controller", ControllerConfig.from_dict(self.controller))  # frozen dataclass
         self.validate()
 
     # -- derived ----------------------------------------------------------------------------------------
@@ -201,3 +205,29 @@ def build_config(
         data = merge_settings(data, parse_override(text))
     data = merge_settings(data, {k: v for k, v in explicit.items() if v is not None})
     return SemiNASConfig.from_dict(data)
+
+
+def config_for_table(
+    table: Any,
+    preset_name: str | None = "paper-300",
+    *,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    budget: int | None = None,
+    exact_schedule: bool = False,
+) -> SemiNASConfig:
+    """The SemiNAS config for searching ``table`` (a ``seminas_ray.benchmarks.Table``), as a new frozen config.
+
+    The units are adapted: the authors' fixed z-score constants are NB101 validation accuracies as fractions, so a
+    table in other units (NB201's percent) gets pool z-scores instead, unless ``target_norm`` was set explicitly in
+    ``overrides``. ``ValueError`` when the budget exceeds the table's architectures.
+    """
+    overrides = list(overrides or [])
+    cfg = build_config(preset_name, config_file, overrides, budget=budget,
+                       schedule="exact" if exact_schedule else None)
+    user_set_norm = any(o.split("=", 1)[0].strip() == "target_norm" for o in overrides)
+    if table.units != "fraction" and cfg.target_norm == "zscore-fixed" and not user_set_norm:
+        cfg = dataclasses.replace(cfg, target_norm="zscore")
+    if cfg.total_queries > len(table):
+        raise ValueError(f"budget {cfg.total_queries} exceeds the {len(table):,} architectures in {table.name}")
+    return cfg

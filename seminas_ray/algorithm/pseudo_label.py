@@ -34,7 +34,6 @@ from seminas_ray.controller import ControllerConfig
 from seminas_ray.controller import predict_with_weights
 from seminas_ray.spaces.base import SearchSpace
 from seminas_ray.spaces.nasbench101 import NB101Space
-from seminas_ray.spaces.nasbench101 import encode_arrays
 from seminas_ray.spaces.nasbench201 import N_CELLS as NB201_N_CELLS
 from seminas_ray.spaces.nasbench201 import N_EDGES as NB201_N_EDGES
 from seminas_ray.spaces.nasbench201 import N_OPS as NB201_N_OPS
@@ -42,6 +41,7 @@ from seminas_ray.spaces.nasbench201 import NB201Space
 from seminas_ray.spaces.nasbench201 import all_cells as nb201_all_cells
 from seminas_ray.spaces.nasbench201 import cell_from_index as nb201_cell_from_index
 from seminas_ray.spaces.nasbench201 import format_cell as nb201_format_cell
+from seminas_ray.spaces.nb101_encoding import encode_arrays
 from seminas_ray.spaces.restricted import RestrictedSpace
 
 TOKEN_DTYPE = np.int8  # vocabularies are tiny; int8 keeps a 1M pool of NB101 tokens at 27 MB

@@ -15,12 +15,14 @@ class RandomSearch(AskTellOptimizer[Arch]):
 
     name = "random"
 
-    def __init__(self, space: SearchSpace[Arch], seed: int = 0, max_tries: int = 1000) -> None:
-        super().__init__(space, seed)
+    def __init__(self, space: SearchSpace[Arch], seed: int = 0, budget: int | None = None,
+                 max_tries: int = 1000) -> None:
+        super().__init__(space, seed, budget)
         self._rng = np.random.default_rng(seed)
         self._max_tries = max_tries
 
     def ask(self, n: int = 1) -> list[Arch]:
+        n = self._room(n)
         out: list[Arch] = []
         tries = 0
         while len(out) < n and tries < self._max_tries:

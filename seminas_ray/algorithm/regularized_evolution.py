@@ -23,11 +23,12 @@ class RegularizedEvolution(AskTellOptimizer[Arch]):
         self,
         space: SearchSpace[Arch],
         seed: int = 0,
+        budget: int | None = None,
         population_size: int = 100,
         sample_size: int = 10,
         max_tries: int = 200,
     ) -> None:
-        super().__init__(space, seed)
+        super().__init__(space, seed, budget)
         if not 1 <= sample_size <= population_size:
             raise ValueError(f"need 1 <= sample_size ({sample_size}) <= population_size ({population_size})")
         self.population_size = int(population_size)
@@ -38,7 +39,7 @@ class RegularizedEvolution(AskTellOptimizer[Arch]):
 
     def ask(self, n: int = 1) -> list[Arch]:
         out: list[Arch] = []
-        for _ in range(n):
+        for _ in range(self._room(n)):
             arch = self._propose()
             if arch is None:
                 break
@@ -53,7 +54,7 @@ class RegularizedEvolution(AskTellOptimizer[Arch]):
                 idx = self._rng.choice(len(self._population), size=min(self.sample_size, len(self._population)),
                                        replace=False)
                 parent_key = max((self._population[i] for i in idx), key=lambda kv: kv[1])[0]
-                candidate = self.space.mutate(self._asked[parent_key], self._rng)
+                candidate = self.space.mutate(self.arch_for_key(parent_key), self._rng)
             if self._register(candidate):
                 return candidate
         return None

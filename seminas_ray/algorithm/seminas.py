@@ -16,6 +16,7 @@ through a ``PseudoLabeler`` hook that Ray replaces with sharded remote tasks.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from dataclasses import field
@@ -258,32 +259,36 @@ class SemiNAS(AskTellOptimizer[Arch]):
         config: SemiNASConfig | None = None,
         seed: int = 0,
         pseudo_labeler: PseudoLabeler | None = None,
+        budget: int | None = None,
     ) -> None:
-        super().__init__(space, seed)
-        self.config = config or SemiNASConfig()
+        config = config or SemiNASConfig()
+        if budget is not None and budget != config.total_queries:
+            config = dataclasses.replace(config, budget=int(budget))  # validated: a budget below n_seed is refused
+        super().__init__(space, seed, config.total_queries)
+        self.config = config
         self.pseudo_labeler = pseudo_labeler
         self._rng = np.random.default_rng(seed)
-        self.round = 0                                  # 0 = seed round
         self._queue: list[Arch] = []                    # proposals of the current round not yet asked
         self._round_keys: list[str] = []                # keys proposed in the current round
         self._predicted: dict[str, float] = {}          # key -> predicted score at proposal time
         self._labelled: dict[str, float] = {}           # key -> score, architectures used for training
         self._controller_state: dict[str, Any] | None = None
-        self.rounds_log: list[dict[str, Any]] = []
         self._seed_round_done = False
+        self._stalled = False                           # a round generated nothing new: the search ends early
 
     # -- ask/tell ---------------------------------------------------------------------------------------
     @property
-    def total(self) -> int:
+    def budget(self) -> int:
+        """The config's ``total_queries``: the config is the one place a SemiNAS budget is set."""
         return self.config.total_queries
 
     @property
     def finished(self) -> bool:
-        return self.n_asked >= self.total and not self.pending_keys() and not self._queue
+        return self._stalled or self.n_asked >= self.budget
 
     def ask(self, n: int = 1) -> list[Arch]:
         out: list[Arch] = []
-        while len(out) < n and self.n_asked < self.total:
+        while len(out) < n and self.n_asked < self.budget:
             if not self._queue:
                 if self.round == 0 and not self._seed_round_done:
                     self._fill_seed_round()
@@ -298,8 +303,8 @@ class SemiNAS(AskTellOptimizer[Arch]):
 
     def needs_work(self) -> bool:
         """The current round is fully evaluated and another round is due."""
-        return (not self._queue and not self.pending_keys() and self._seed_round_done
-                and self.n_asked < self.total)
+        return (not self._queue and not self.pending_keys() and self._seed_round_done and not self._stalled
+                and self.n_asked < self.budget)
 
     def _fill_seed_round(self) -> None:
         want = self.config.n_seed - self.n_asked
@@ -324,7 +329,7 @@ class SemiNAS(AskTellOptimizer[Arch]):
             return
         if self.round == 0:
             enough = self.config.seed_filter is None or len(self._labelled) >= self.config.n_seed
-            if enough or self.n_asked >= self.total:
+            if enough or self.n_asked >= self.budget:
                 self._seed_round_done = True
             # else: the next ask() draws more seed candidates
         else:
@@ -347,7 +352,7 @@ class SemiNAS(AskTellOptimizer[Arch]):
     def make_work(self) -> RoundWork:
         if not self.needs_work():
             raise RuntimeError("no controller round is due")
-        n_new = min(self.config.n_per_round, self.total - self.n_asked)
+        n_new = min(self.config.n_per_round, self.budget - self.n_asked)
         keys = [k for k in self._asked if k in self._labelled]  # ask order: independent of completion order
         return RoundWork(
             space=self.space, config=self.config, round=self.round + 1, n_new=n_new,
@@ -370,7 +375,7 @@ class SemiNAS(AskTellOptimizer[Arch]):
         if not self._queue:
             # generation found nothing new at all: the search ends early rather than spin
             self.rounds_log[-1]["note"] = "no new architecture could be generated"
-            self.config.budget = self.n_asked
+            self._stalled = True
 
     def round_keys(self) -> list[str]:
         """Keys of every architecture of the current round (the seed set in round 0)."""
@@ -388,7 +393,7 @@ class SemiNAS(AskTellOptimizer[Arch]):
             queue=[self.space.to_config(a) for a in self._queue], round_keys=list(self._round_keys),
             predicted=dict(self._predicted), labelled=dict(self._labelled),
             controller_state=self._controller_state, rounds_log=list(self.rounds_log),
-            seed_round_done=self._seed_round_done,
+            seed_round_done=self._seed_round_done, stalled=self._stalled,
         )
         return state
 
@@ -404,3 +409,4 @@ class SemiNAS(AskTellOptimizer[Arch]):
         self._controller_state = state["controller_state"]
         self.rounds_log = list(state["rounds_log"])
         self._seed_round_done = bool(state["seed_round_done"])
+        self._stalled = bool(state.get("stalled", False))

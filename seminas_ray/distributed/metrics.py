@@ -53,10 +53,10 @@ class SearchMetrics:
     def __call__(self, searcher: Any, event: str) -> None:
         """Searcher callback: ``event`` is ``"trial"`` (a result arrived) or ``"round"`` (a round was applied)."""
         opt = searcher.optimizer
-        self.set("seminas_round", getattr(opt, "round", 0))
+        self.set("seminas_round", opt.round)
         self.set("seminas_queries", opt.n_asked)
         self.set("seminas_best_score", searcher.best_value)
-        log = getattr(opt, "rounds_log", None)
+        log = opt.rounds_log
         if event == "round" and log:
             last = log[-1]
             self.set("seminas_pseudo_labels_per_second", last.get("pseudo_labels_per_s"))

@@ -18,21 +18,28 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from typing import Any
 from typing import Callable
+from typing import Sequence
 
 import ray
 from ray.tune.search import Searcher
+from ray.util import get_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from seminas_ray.algorithm.base import AskTellOptimizer
 from seminas_ray.algorithm.base import run_work
-from seminas_ray.algorithm.seminas import SemiNAS
+from seminas_ray.algorithm.config import SemiNASConfig
+from seminas_ray.algorithm.registry import make_method
 from seminas_ray.utils.state_io import load_state
 from seminas_ray.utils.state_io import save_state
 
 logger = logging.getLogger(__name__)
 
 ARCH_KEY = "arch"
+# result fields copied into the evaluation log besides the metric (tasks may pass their own)
+DEFAULT_EXTRA_RESULT_KEYS: tuple[str, ...] = ("test_metric", "repeat", "in_benchmark", "eval_seconds")
 
 
 @ray.remote
@@ -47,7 +54,8 @@ class AskTellSearcher(Searcher):
         optimizer: the ask/tell optimizer (owns the space and the RNG).
         metric: the reported metric to optimise (required: Tune does not pass it with an empty ``param_space``).
         mode: ``"max"`` or ``"min"``.
-        budget: maximum number of distinct architectures to suggest (``None``: until the optimizer finishes).
+        budget: maximum number of distinct architectures to suggest (``None``: the optimizer's own budget, which
+            may itself be ``None``: until the optimizer finishes).
         remote_work: run heavy optimizer work as a Ray task (``True``) or inline in ``suggest`` (``False``).
         work_num_cpus: CPUs requested by the remote work task.
         callbacks: progress hooks called as ``callback(searcher, "trial" | "round")``.
@@ -57,7 +65,15 @@ class AskTellSearcher(Searcher):
         include_pool: add ``"round"`` and ``"pool"`` (the keys of every architecture of the current round) to each
             trial config, for evaluators that must see the whole round first (a weight-sharing supernet is trained
             on the round's pool before any member is scored).
+        work_placement_group_name: the same reservation by name, looked up when a round is submitted: a name
+            survives Tune's pickling of the searcher and a resume, a placement group handle does not.
+        extra_result_keys: result fields copied into the evaluation log besides the metric (default:
+            ``DEFAULT_EXTRA_RESULT_KEYS``).
+        run_id: a name under which :meth:`restored` finds this searcher again after ``Tuner.restore`` unpickled it.
     """
+
+    # live searchers by run_id: Tune's restore unpickles its own copy, which the caller needs back
+    _by_run_id: "weakref.WeakValueDictionary[str, AskTellSearcher]" = weakref.WeakValueDictionary()
 
     def __init__(
         self,
@@ -71,6 +87,9 @@ class AskTellSearcher(Searcher):
         callbacks: list[Callable[["AskTellSearcher", str], None]] | None = None,
         work_placement_group: Any = None,
         include_pool: bool = False,
+        work_placement_group_name: str | None = None,
+        extra_result_keys: Sequence[str] | None = None,
+        run_id: str | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -80,7 +99,7 @@ class AskTellSearcher(Searcher):
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
         super().__init__(metric=metric, mode=mode)
         self.optimizer = optimizer
-        self.budget = budget
+        self.budget = optimizer.budget if budget is None else int(budget)
         self.remote_work = remote_work
         self.work_num_cpus = work_num_cpus
         self._live: dict[str, str] = {}          # trial_id -> key
@@ -91,7 +110,28 @@ class AskTellSearcher(Searcher):
         # progress hooks (printing, rounds.csv, dashboard metrics): called with (searcher, "trial" | "round")
         self.callbacks = list(callbacks or [])
         self.work_placement_group = work_placement_group
+        self.work_placement_group_name = work_placement_group_name
         self.include_pool = include_pool
+        self.extra_result_keys = tuple(DEFAULT_EXTRA_RESULT_KEYS if extra_result_keys is None else extra_result_keys)
+        self.run_id = run_id
+        self._register()
+
+    @classmethod
+    def restored(cls, run_id: str) -> "AskTellSearcher":
+        """The searcher of run ``run_id`` in this process (after ``Tuner.restore``: the copy Tune unpickled)."""
+        searcher = cls._by_run_id.get(run_id)
+        if searcher is None:
+            raise LookupError(f"no searcher with run_id {run_id!r} in this process (was the Tuner restored?)")
+        return searcher
+
+    def _register(self) -> None:
+        if self.run_id is not None:
+            AskTellSearcher._by_run_id[self.run_id] = self
+
+    @property
+    def done(self) -> bool:
+        """True when the search is over: the budget is spent or the optimizer will propose nothing more."""
+        return self._budget_spent() or self.optimizer.finished
 
     # -- Tune API ---------------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -122,7 +162,7 @@ class AskTellSearcher(Searcher):
         self._live[trial_id] = key
         config = {ARCH_KEY: space.to_config(arch), "key": key}
         if self.include_pool:
-            config["round"] = int(getattr(self.optimizer, "round", 0))
+            config["round"] = int(self.optimizer.round)
             config["pool"] = list(self.optimizer.round_keys())
         return config
 
@@ -135,10 +175,10 @@ class AskTellSearcher(Searcher):
         score = None
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             score = float(value) if self._mode == "max" else -float(value)
-        arch = self.optimizer._asked[key]
+        arch = self.optimizer.arch_for_key(key)
         record = {"query": len(self.evaluations) + 1, "trial_id": trial_id, "key": key, self._metric: value,
-                  "error": bool(error), "round": getattr(self.optimizer, "round", 0),
-                  "predicted": self._predicted(arch), "time": time.time()}
+                  "error": bool(error), "round": self.optimizer.round,
+                  "predicted": self.optimizer.predicted_score(arch), "time": time.time()}
         if result:
             record.update({k: v for k, v in result.items() if k in self.extra_result_keys})
         self.evaluations.append(record)
@@ -148,9 +188,6 @@ class AskTellSearcher(Searcher):
         self._notify("trial")
         if self.optimizer.needs_work():
             self._start_work()  # start the next round now rather than at the next suggest()
-
-    # result fields copied into the evaluation log besides the metric (tasks may extend this)
-    extra_result_keys: tuple[str, ...] = ("test_metric", "repeat", "in_benchmark", "eval_seconds")
 
     def _signed(self, value: float) -> float:
         return value if self._mode == "max" else -value
@@ -172,11 +209,12 @@ class AskTellSearcher(Searcher):
             self._apply(run_work(work))
             return
         options: dict[str, Any] = {"name": "controller_round", "num_cpus": self.work_num_cpus, "max_retries": 2}
-        if self.work_placement_group is not None:
-            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
+        group = self.work_placement_group
+        if group is None and self.work_placement_group_name is not None:
+            group = get_placement_group(self.work_placement_group_name)
+        if group is not None:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                self.work_placement_group, placement_group_capture_child_tasks=True)
+                group, placement_group_capture_child_tasks=True)
         self._work_ref = _remote_run_work.options(**options).remote(work)
 
     def _poll_work(self) -> None:
@@ -190,7 +228,7 @@ class AskTellSearcher(Searcher):
 
     def _apply(self, result: Any) -> None:
         self.optimizer.apply_work(result)
-        if self._work_started is not None and getattr(self.optimizer, "rounds_log", None):
+        if self._work_started is not None and self.optimizer.rounds_log:
             self.optimizer.rounds_log[-1]["wall_seconds"] = round(time.perf_counter() - self._work_started, 3)
         self._work_started = None
         self._notify("round")
@@ -206,11 +244,6 @@ class AskTellSearcher(Searcher):
     def _budget_spent(self) -> bool:
         return self.budget is not None and self.optimizer.n_asked >= self.budget
 
-    def _predicted(self, arch: Any) -> float | None:
-        if isinstance(self.optimizer, SemiNAS):
-            return self.optimizer.predicted_score(arch)
-        return None
-
     @property
     def n_queries(self) -> int:
         """Distinct architectures suggested so far (each is one benchmark query)."""
@@ -222,6 +255,10 @@ class AskTellSearcher(Searcher):
         state = self.__dict__.copy()
         state.update(_work_ref=None, work_placement_group=None, _work_started=None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._register()  # Tuner.restore unpickles this copy: make it findable by run_id
 
     def get_state(self) -> dict[str, Any]:
         return {
@@ -259,8 +296,7 @@ class SemiNASSearcher(AskTellSearcher):
                                                                   max_concurrent_trials=2, reuse_actors=True))
     """
 
-    def __init__(self, space: Any, *, config: Any = None, seed: int = 0, metric: str, mode: str = "max",
-                 pseudo_labeler: Any = None, **kwargs: Any) -> None:
-        optimizer = SemiNAS(space, config=config, seed=seed, pseudo_labeler=pseudo_labeler)
-        kwargs.setdefault("budget", optimizer.total)
+    def __init__(self, space: Any, *, config: SemiNASConfig | None = None, seed: int = 0, metric: str,
+                 mode: str = "max", pseudo_labeler: Any = None, **kwargs: Any) -> None:
+        optimizer = make_method("seminas", space, seed, config, pseudo_labeler=pseudo_labeler)
         super().__init__(optimizer, metric=metric, mode=mode, **kwargs)

@@ -89,13 +89,14 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
             ``key -> arch`` mapping); proposals outside it or already asked are projected onto it (see the module
             docstring).
         seed: seeds the searcher and the tie-breaking of the projection.
+        budget: total queries (``None``: until every member has been asked).
     """
 
     name = "tune-searcher"
 
     def __init__(self, space: SearchSpace[Arch], make_searcher: Callable[..., Any],
-                 members: Sequence[Arch] | Mapping[str, Arch], seed: int = 0) -> None:
-        super().__init__(space, seed)
+                 members: Sequence[Arch] | Mapping[str, Arch], seed: int = 0, budget: int | None = None) -> None:
+        super().__init__(space, seed, budget)
         from ray import tune
 
         free, self._fixed = token_param_space(space)
@@ -110,7 +111,7 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
 
     @property
     def finished(self) -> bool:
-        return not self._members.free.any() and not self.pending_keys()
+        return super().finished or (not self._members.free.any() and not self.pending_keys())
 
     def _tokens(self, config: dict[str, Any]) -> np.ndarray:
         tokens = np.zeros(self.space.seq_len, dtype=np.int64)
@@ -122,7 +123,7 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
 
     def ask(self, n: int = 1) -> list[Arch]:
         out: list[Arch] = []
-        for _ in range(n):
+        for _ in range(self._room(n)):
             trial_id = f"t{self._n_suggested:06d}"
             config = self.searcher.suggest(trial_id)
             if config is None or config == "FINISHED":
