@@ -10,16 +10,20 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
+from seminas_ray.distributed import supernet_actor
 from seminas_ray.distributed.supernet_actor import Placement
 from seminas_ray.distributed.supernet_actor import RoundSchedule
-from seminas_ray.distributed.supernet_actor import SupernetSpec
-from seminas_ray.distributed.supernet_actor import batch_plan
-from seminas_ray.distributed.supernet_actor import pack_items
+from seminas_ray.distributed.supernet_actor import SupernetWorker
 from seminas_ray.distributed.supernet_actor import plan_placement
-from seminas_ray.distributed.supernet_actor import unpack_items
 from seminas_ray.tasks.tts import text as tts_text
 from seminas_ray.tasks.tts.model import preset
+from seminas_ray.tasks.tts.packing import pack_items
+from seminas_ray.tasks.tts.packing import unpack_items
+from seminas_ray.tasks.tts.supernet_backend import TTSSupernetBackend
+from seminas_ray.tasks.tts.training import make_batches
+from seminas_ray.utils.batching import batch_plan
 
 POOL = ["1 2 3 4 5 6 | 7 8 9 10 11 1", "9 9 9 9 9 9 | 9 9 9 9 9 9", "11 11 11 11 11 11 | 11 11 11 11 11 11",
         "10 10 4 3 6 3 | 9 2 4 2 11 6", "7 1 8 2 9 3 | 4 10 5 11 6 1"]
@@ -35,9 +39,10 @@ def toy_items(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return items
 
 
-SPEC = SupernetSpec(model=preset("smoke", vocab_size=tts_text.vocab_size).to_dict(), batch_size=8, seed=1,
-                    valid_batch_size=4)
+SEED = 1
 TRAIN, VALID = pack_items(toy_items(40, 0)), pack_items(toy_items(6, 1))
+BACKEND = TTSSupernetBackend(preset("smoke", vocab_size=tts_text.vocab_size).to_dict(), TRAIN, VALID, batch_size=8,
+                             valid_batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +71,33 @@ def test_pack_items_round_trip_and_batch_plan():
     assert all(2 <= len(g) <= 5 for g in plan)  # the short tail is merged so both replicas get data
     with pytest.raises(ValueError, match="cannot feed"):
         batch_plan([10], batch_size=4, max_frames=None, min_size=2)
+    # standalone TTS batching is the same grouping (min_size 1), with the characters breaking length ties
+    by_frames = make_batches(items, r=3, batch_size=None, max_frames=60)
+    groups = batch_plan(lengths, max_frames=60)
+    assert [len(b["chars"]) for b in by_frames] == [len(g) for g in groups] and batch_plan([], batch_size=4) == []
+
+
+def test_generic_layer_imports_no_task():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(supernet_actor))
+    modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in modules if m and m.startswith(("seminas_ray.tasks", "seminas_ray.spaces"))]
+
+
+def test_worker_without_ray_trains_and_restores_bitwise():
+    """One in-process replica: a restored copy continues exactly like the original (optimiser state, LR step)."""
+    a = SupernetWorker(0, 1, BACKEND, SEED)
+    a.train(POOL, 3, seed=5)
+    b = SupernetWorker(0, 1, BACKEND, SEED)  # one backend object serves both (each works on its own copy)
+    b.set_state(a.get_state())
+    sa, sb = [(torch.manual_seed(9), w.train(POOL, 2, seed=5))[1] for w in (a, b)]  # in-process: one dropout RNG
+    assert sa["loss"] == sb["loss"] and sa["global_step"] == 5.0
+    wa, wb = a.get_weights(), b.get_weights()
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    assert a.score(POOL[:2]) == b.score(POOL[:2])
 
 
 def test_placement_refuses_what_the_cluster_cannot_grant():
@@ -86,7 +118,7 @@ def test_data_parallel_replicas_stay_identical_and_sharded_scoring_matches(ray_w
 
     from seminas_ray.distributed.supernet_actor import SupernetGroup
 
-    group = SupernetGroup(SPEC, TRAIN, VALID, placement=plan_placement(2, actor_cpus=1.0))
+    group = SupernetGroup(BACKEND, seed=SEED, placement=plan_placement(2, actor_cpus=1.0))
     try:
         before = group.all_weights()
         for k in before[0]:  # same seed, same initial weights
@@ -111,7 +143,7 @@ def test_data_parallel_replicas_stay_identical_and_sharded_scoring_matches(ray_w
         group.shutdown()
     assert len(sharded) == len(POOL) and all(0.0 <= s["dfr"] <= 1.0 for s in sharded)
 
-    single = SupernetGroup(SPEC, TRAIN, VALID, placement=plan_placement(1, actor_cpus=1.0), name_prefix="single")
+    single = SupernetGroup(BACKEND, seed=SEED, placement=plan_placement(1, actor_cpus=1.0), name_prefix="single")
     try:
         single.set_state(state)
         alone = single.score(POOL)
@@ -127,14 +159,15 @@ def test_coordinator_trains_once_per_round_and_caches(ray_with_state_api):
     from seminas_ray.distributed.supernet_actor import SupernetCoordinator
 
     coordinator = SupernetCoordinator.options(name="supernet-coordinator").remote(
-        SPEC, TRAIN, VALID, RoundSchedule(steps_per_arch=2, min_steps=4, log_every=4),
-        plan_placement(2, actor_cpus=0.5), None, False)
+        BACKEND, RoundSchedule(steps_per_arch=2, min_steps=4, log_every=4), seed=SEED,
+        placement=plan_placement(2, actor_cpus=0.5), checkpoint_dir=None, progress=False)
     try:
         pool = POOL[:3]
         first = ray.get([coordinator.score.remote(0, pool, k) for k in pool])
         again = ray.get(coordinator.score.remote(0, pool, pool[1]))
         rounds = ray.get(coordinator.rounds.remote())
         assert len(rounds) == 1 and rounds[0]["supernet_steps"] == 6 and rounds[0]["pool_size"] == 3
+        assert rounds[0]["dfr_min"] <= rounds[0]["dfr_mean"] <= rounds[0]["dfr_max"]  # named after backend.reward
         assert again == first[1] and all(r["round"] == 0 for r in first)
         ray.get(coordinator.score.remote(1, POOL[3:], POOL[3]))
         assert [r["round"] for r in ray.get(coordinator.rounds.remote())] == [0, 1]
@@ -153,4 +186,4 @@ def test_replicas_that_cannot_be_placed_fail_instead_of_waiting(ray_with_state_a
     impossible = Placement(n_actors=1, use_gpu=False, num_cpus=4.0, num_gpus=0.0, backend="gloo", device="cpu",
                            threads=1)
     with pytest.raises(RuntimeError, match="started within"):
-        SupernetGroup(SPEC, TRAIN, VALID, placement=impossible, name_prefix="never", start_timeout_s=5)
+        SupernetGroup(BACKEND, seed=SEED, placement=impossible, name_prefix="never", start_timeout_s=5)

@@ -1,8 +1,9 @@
-"""Weight-sharing supernet actors: data-parallel training and sharded scoring of an architecture pool.
+"""Weight-sharing supernet actors: data-parallel training and sharded scoring of an architecture pool, for any task.
 
 SemiNAS's TTS search (and its ImageNet search) trains one weight-sharing supernet per round on the round's pool
 (one uniformly drawn architecture per batch, single path) and then scores every pool member on the shared weights.
-Here that supernet is a group of Ray actors:
+Here that supernet is a group of Ray actors; everything task-specific comes from a
+:class:`~seminas_ray.distributed.supernet_backend.SupernetBackend` (this module imports no task):
 
 - **One actor per GPU** (``num_gpus=1``, NCCL) or, where the cluster has none, a few CPU actors (gloo). The
   resources are chosen from ``ray.cluster_resources()`` and checked before anything is requested, and actor start-up
@@ -10,14 +11,16 @@ Here that supernet is a group of Ray actors:
 - **Replicas stay identical.** Every actor builds the supernet from the same seed and joins one
   ``torch.distributed`` process group (actor 0 picks a free port on its node, the others connect to it over TCP).
   At each step every actor draws the *same* architecture (a generator seeded by the round's seed and the global
-  step), takes its own shard of the same global batch, and the gradients of that path are averaged with one
-  ``all_reduce`` over a flattened buffer before clipping and the optimiser step. With the same optimiser state
-  everywhere, the weights stay bitwise identical (the tests check it).
-- **Sharded scoring.** ``SupernetGroup.score(archs)`` cuts the pool into contiguous shards, one per actor; each
-  scores its shard with ``training.score_archs`` (the diagonal focus rate) and the results come back in pool order,
-  identical to what one actor would compute (every architecture is scored with the same dropout seed).
+  step), takes its own shard of the same global batch, and the gradients of that path
+  (``backend.path_parameters``) are averaged with one ``all_reduce`` over a flattened buffer before clipping and the
+  optimiser step (``utils.training_step.train_step``). With the same optimiser state everywhere, the weights stay
+  bitwise identical (the tests check it).
+- **Sharded scoring.** ``SupernetGroup.score(keys)`` cuts the pool into contiguous shards, one per actor; each
+  scores its shard with ``backend.score`` and the results come back in pool order, identical to what one actor
+  would compute (the backend scores every architecture with the same dropout seed).
 - **Named actors** (``supernet-0``, ``supernet-1``, ...) in the run's namespace, so they are listed in the
-  dashboard's Actors view and can be found with ``ray.get_actor``.
+  dashboard's Actors view and can be found with ``ray.get_actor``. The backend (with its numpy data) goes through
+  the object store once and every actor reads it from there.
 
 ``SupernetCoordinator`` is a small named actor (``supernet-coordinator``, 0 CPUs) that owns the group for a Tune
 search: each Tune trial is one architecture and calls ``score(round, pool, key)``; the first call of a round trains
@@ -26,6 +29,8 @@ serialised, so they simply wait for the first one).
 """
 from __future__ import annotations
 
+import copy
+import datetime
 import logging
 import math
 import os
@@ -33,127 +38,58 @@ import socket
 import time
 from dataclasses import asdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from typing import Sequence
 
 import numpy as np
 import ray
+import torch
+import torch.distributed as dist
+
+from seminas_ray.distributed.supernet_backend import SupernetBackend
+from seminas_ray.utils.progress import progress_bar
+from seminas_ray.utils.state_io import load_state
+from seminas_ray.utils.state_io import save_state
+from seminas_ray.utils.training_step import train_step
 
 logger = logging.getLogger(__name__)
 
 COORDINATOR_NAME = "supernet-coordinator"
 ACTOR_PREFIX = "supernet"
 START_TIMEOUT_S = 300.0  # actors that cannot be placed within this time mean the cluster cannot host them
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Data shipped to the actors (numpy only: it goes through the object store once and is read zero-copy)
-# ------------------------------------------------------------------------------------------------------------
-def pack_items(items: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """``(chars int [L], mel float [T, n_mels])`` pairs -> four flat arrays (mels stored as float16)."""
-    if not items:
-        raise ValueError("pack_items needs at least one (chars, mel) pair")
-    chars = [np.asarray(c, dtype=np.int64).reshape(-1) for c, _ in items]
-    mels = [np.asarray(m, dtype=np.float16) for _, m in items]
-    return {
-        "chars": np.concatenate(chars),
-        "char_offsets": np.concatenate([[0], np.cumsum([len(c) for c in chars])]).astype(np.int64),
-        "mels": np.concatenate(mels),
-        "mel_offsets": np.concatenate([[0], np.cumsum([len(m) for m in mels])]).astype(np.int64),
-    }
-
-
-def unpack_items(packed: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Inverse of :func:`pack_items` (views into the packed arrays; mels stay float16 until collated)."""
-    co, mo = packed["char_offsets"], packed["mel_offsets"]
-    return [(packed["chars"][co[i]:co[i + 1]], packed["mels"][mo[i]:mo[i + 1]]) for i in range(len(co) - 1)]
-
-
-def batch_plan(lengths: Sequence[int], batch_size: int | None, max_frames: int | None,
-               min_size: int = 1) -> list[list[int]]:
-    """Length-bucketed global batches as index lists (the grouping of ``training.make_batches``).
-
-    A batch closes at ``batch_size`` utterances or when its padded size would exceed ``max_frames``. Batches smaller
-    than ``min_size`` (the number of data-parallel replicas, so every replica gets at least one utterance) are
-    merged into their neighbour.
-    """
-    if batch_size is None and max_frames is None:
-        raise ValueError("batch_plan needs batch_size or max_frames")
-    if len(lengths) < min_size:
-        raise ValueError(f"{len(lengths)} training utterances cannot feed {min_size} data-parallel replicas")
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    groups: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        full = batch_size is not None and len(cur) >= batch_size
-        too_big = max_frames is not None and cur and (len(cur) + 1) * lengths[i] > max_frames
-        if (full or too_big) and len(cur) >= min_size:
-            groups.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        if len(cur) < min_size and groups:
-            groups[-1].extend(cur)
-        else:
-            groups.append(cur)
-    return groups
-
-
-@dataclass(frozen=True)
-class SupernetSpec:
-    """What every replica needs to build the same supernet and train it the same way (small and picklable).
-
-    ``batch_size``/``max_frames`` describe the *global* batch: with ``k`` replicas each takes every k-th utterance of
-    it, so the optimisation does not depend on the number of actors (up to float rounding and dropout draws).
-    """
-
-    model: dict[str, Any]                       # TTSModelConfig.to_dict()
-    batch_size: int | None = 16
-    max_frames: int | None = None
-    valid_batch_size: int = 16
-    seed: int = 0
-    threads: int = 1                            # torch threads per actor
-    score_mode: str = "teacher_forced"          # or "free_running" (training.score_archs)
-    separator_ids: tuple[int, ...] = ()         # word separators for free-running skip detection
-    score_seed: int = 0                         # dropout seed used for every scored architecture
+_TIMING_KEYS = ("seconds", "ms_per_step")
 
 
 # ------------------------------------------------------------------------------------------------------------
 # One replica
 # ------------------------------------------------------------------------------------------------------------
 class SupernetWorker:
-    """One supernet replica (the body of the ``SupernetActor``; usable without Ray in a single process)."""
+    """One supernet replica (the body of the ``SupernetActor``; usable without Ray in a single process).
 
-    def __init__(self, rank: int, world_size: int, spec: SupernetSpec, train_data: dict[str, np.ndarray],
-                 valid_data: dict[str, np.ndarray], device: str = "cpu") -> None:
-        import torch
+    Works on a shallow copy of ``backend`` (its per-replica state comes from ``backend.setup``), so one backend
+    object can serve several in-process workers.
+    """
 
-        from seminas_ray.tasks.tts.model import Supernet
-        from seminas_ray.tasks.tts.model import TTSModelConfig
-        from seminas_ray.tasks.tts.training import make_batches
-        from seminas_ray.tasks.tts.training import make_optimizer
-        from seminas_ray.tasks.tts.training import make_scheduler
-
+    def __init__(self, rank: int, world_size: int, backend: SupernetBackend, seed: int, device: str = "cpu",
+                 threads: int = 1) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside a group of {world_size}")
-        torch.set_num_threads(max(1, int(spec.threads)))
-        self.rank, self.world_size, self.spec = rank, world_size, spec
-        self.cfg = TTSModelConfig.from_dict(dict(spec.model))
-        self.device = torch.device(device)
-        torch.manual_seed(spec.seed)  # identical initial weights on every replica
-        self.model = Supernet(self.cfg).to(self.device)
-        self.optimizer = make_optimizer(self.model, self.cfg)
-        self.scheduler = make_scheduler(self.optimizer, self.cfg)
-        torch.manual_seed(spec.seed * 1000 + rank + 1)  # dropout masks differ per replica, like DDP
+        torch.set_num_threads(max(1, int(threads)))
+        self.rank, self.world_size, self.seed, self.device = rank, world_size, int(seed), str(device)
+        self.backend = copy.copy(backend)
+        self.backend.setup(rank, world_size, self.device)
+        torch.manual_seed(self.seed)  # identical initial weights on every replica
+        self.replica = self.backend.build(self.seed, self.device)
+        torch.manual_seed(self.seed * 1000 + rank + 1)  # dropout masks differ per replica, like DDP
         self.step = 0
-        self.items = unpack_items(train_data)
-        self.plan = batch_plan([len(m) for _, m in self.items], spec.batch_size, spec.max_frames, world_size)
-        valid_items = unpack_items(valid_data)
-        self.valid_batches = make_batches(valid_items, self.cfg.r, batch_size=spec.valid_batch_size)
-        self._shards: dict[int, Any] = {}
-        self._path_params: dict[str, list[Any]] = {}
+        self._path_params: dict[str, list[torch.nn.Parameter]] = {}
         self._group = False
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.replica.model
 
     # -- process group --------------------------------------------------------------------------------
     def master_address(self) -> tuple[str, int]:
@@ -166,10 +102,6 @@ class SupernetWorker:
 
     def init_process_group(self, ip: str, port: int, backend: str, timeout_s: float = 300.0) -> bool:
         """Join the group (blocks until every replica has joined)."""
-        import datetime
-
-        import torch.distributed as dist
-
         if self.world_size > 1 and not self._group:
             dist.init_process_group(backend, init_method=f"tcp://{ip}:{port}", rank=self.rank,
                                     world_size=self.world_size, timeout=datetime.timedelta(seconds=timeout_s))
@@ -178,51 +110,33 @@ class SupernetWorker:
 
     def close(self) -> bool:
         """Leave the process group."""
-        import torch.distributed as dist
-
         if self._group and dist.is_initialized():
             dist.destroy_process_group()
         self._group = False
         return True
 
     def info(self) -> dict[str, Any]:
-        """Where this replica runs (shown in logs and the results)."""
-        import torch
-
-        return {"rank": self.rank, "world_size": self.world_size, "device": str(self.device), "pid": os.getpid(),
+        """Where this replica runs and what it holds (shown in logs and the results)."""
+        return {**self.backend.describe(), "rank": self.rank, "world_size": self.world_size, "device": self.device,
+                "pid": os.getpid(),
                 "node_ip": ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1",
-                "threads": torch.get_num_threads(), "train_utterances": len(self.items),
-                "global_batches": len(self.plan), "step": self.step,
-                "parameters": sum(p.numel() for p in self.model.parameters())}
+                "threads": torch.get_num_threads(), "global_batches": self.backend.num_batches(),
+                "step": self.step, "parameters": sum(p.numel() for p in self.model.parameters())}
 
     # -- training -------------------------------------------------------------------------------------
-    def _batch_indices(self, step: int) -> list[int]:
-        n = len(self.plan)
+    def _batch_index(self, step: int) -> int:
+        """Global batch of ``step``: a fresh permutation per epoch, the same on every replica."""
+        n = self.backend.num_batches()
         epoch, pos = divmod(step, n)
-        order = np.random.default_rng([self.spec.seed, 7, epoch]).permutation(n)  # same on every replica
-        return [int(order[pos])]
+        return int(np.random.default_rng([self.seed, 7, epoch]).permutation(n)[pos])
 
-    def _shard(self, batch_index: int) -> Any:
-        from seminas_ray.tasks.tts.training import collate
-
-        if batch_index not in self._shards:
-            members = self.plan[batch_index][self.rank::self.world_size]
-            self._shards[batch_index] = collate([self.items[i] for i in members], self.cfg.r)
-        return self._shards[batch_index]
-
-    def _params_of(self, arch: Any) -> list[Any]:
-        key = str(arch)
+    def _params_of(self, key: str, arch: Any) -> list[torch.nn.Parameter]:
         if key not in self._path_params:
-            names = self.model.path_parameter_names(arch)
-            self._path_params[key] = [p for n, p in self.model.named_parameters() if n in names]
+            self._path_params[key] = list(self.backend.path_parameters(self.model, arch))
         return self._path_params[key]
 
-    def _average_gradients(self, arch: Any) -> None:
+    def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """All-reduce the path's gradients as one flat buffer (every replica holds the same path, same order)."""
-        import torch
-        import torch.distributed as dist
-
-        params = self._params_of(arch)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat.div_(self.world_size)
@@ -234,56 +148,36 @@ class SupernetWorker:
 
     def train(self, pool: Sequence[str], n_steps: int, seed: int) -> dict[str, float]:
         """``n_steps`` single-path steps; the architecture of global step ``s`` is ``pool[rng(seed, s)]``."""
-        import torch
-
-        from seminas_ray.spaces.tts import parse_arch
-        from seminas_ray.tasks.tts.training import compute_losses
-        from seminas_ray.tasks.tts.training import to_device
-
         if not pool:
             raise ValueError("the architecture pool is empty")
-        archs = [parse_arch(k) for k in pool]
+        pool = list(pool)
+        archs = [self.backend.parse_arch(k) for k in pool]
+        r = self.replica
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         for _ in range(int(n_steps)):
-            arch = archs[int(np.random.default_rng([int(seed), self.step]).integers(len(archs)))]
-            batch = to_device(self._shard(self._batch_indices(self.step)[0]), self.device)
-            self.model.train()
-            self.optimizer.zero_grad(set_to_none=True)
-            out = self.model(batch["chars"], batch["mels"], arch, text_lens=batch["text_lens"])
-            losses = compute_losses(out, batch, self.cfg)
-            losses["loss"].backward()
-            if self._group:
-                self._average_gradients(arch)
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            if self.cfg.clip_norm > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_norm))
-            else:
-                grad_norm = 0.0
-            self.optimizer.step()
-            self.scheduler.step()
+            j = int(np.random.default_rng([int(seed), self.step]).integers(len(archs)))
+            arch = archs[j]
+            batch = self.backend.batch(self._batch_index(self.step), self.rank, self.world_size, self.device)
+            sync = partial(self._average_gradients, self._params_of(pool[j], arch)) if self._group else None
+            stats = train_step(r.model, r.optimizer, r.scheduler, partial(self.backend.loss, r.model, batch, arch),
+                               r.clip_norm, sync_gradients=sync)
             self.step += 1
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
         seconds = time.perf_counter() - t0
         done = max(int(n_steps), 1)
-        out_stats = {k: v / done for k, v in sums.items()}
-        out_stats.update(steps=float(n_steps), seconds=seconds, ms_per_step=1000.0 * seconds / done,
-                         global_step=float(self.step))
-        return out_stats
+        out = {k: v / done for k, v in sums.items()}
+        out.update(steps=float(n_steps), seconds=seconds, ms_per_step=1000.0 * seconds / done,
+                   global_step=float(self.step))
+        return out
 
     # -- scoring --------------------------------------------------------------------------------------
     def score(self, keys: Sequence[str]) -> list[dict[str, float]]:
-        """Scores of ``keys`` on the current shared weights (``training.score_archs``), in order."""
-        from seminas_ray.spaces.tts import parse_arch
-        from seminas_ray.tasks.tts.training import score_archs
-
+        """Scores of ``keys`` on the current shared weights (``backend.score``), in order."""
         if not keys:
             return []
-        return score_archs(self.model, [parse_arch(k) for k in keys], self.valid_batches, self.cfg,
-                           seed=self.spec.score_seed, mode=self.spec.score_mode,
-                           separator_ids=self.spec.separator_ids or None)
+        return self.backend.score(self.model, [self.backend.parse_arch(k) for k in keys], self.device)
 
     # -- weights and checkpoints ----------------------------------------------------------------------
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -291,11 +185,14 @@ class SupernetWorker:
         return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
 
     def get_state(self) -> dict[str, Any]:
-        """Model, optimiser and step counter (for a checkpoint; numpy arrays, no pickled objects)."""
-        opt = self.optimizer.state_dict()
+        """Model, optimiser and step counter (for a checkpoint; numpy arrays, no pickled objects).
+
+        The arrays are copies: a snapshot, not views of the live state (in one process they would change with it).
+        """
+        opt = self.replica.optimizer.state_dict()
         return {
             "model": self.get_weights(),
-            "optimizer_state": {str(k): {kk: (vv.detach().cpu().numpy() if hasattr(vv, "detach") else vv)
+            "optimizer_state": {str(k): {kk: (vv.detach().cpu().numpy().copy() if hasattr(vv, "detach") else vv)
                                          for kk, vv in v.items()} for k, v in opt["state"].items()},
             "optimizer_groups": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
                                  for g in opt["param_groups"]],
@@ -304,10 +201,6 @@ class SupernetWorker:
 
     def set_state(self, state: dict[str, Any]) -> bool:
         """Install a :meth:`get_state` dict (every replica loads the same one, so they stay identical)."""
-        import torch
-
-        from seminas_ray.tasks.tts.training import make_scheduler
-
         self.model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state["model"].items()})
         groups = []
         for g in state["optimizer_groups"]:
@@ -317,9 +210,9 @@ class SupernetWorker:
             groups.append(g)
         opt_state = {int(k): {kk: (torch.as_tensor(np.asarray(vv)).to(self.device) if isinstance(vv, np.ndarray)
                                    else vv) for kk, vv in v.items()} for k, v in state["optimizer_state"].items()}
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        self.replica.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         self.step = int(state["step"])
-        self.scheduler = make_scheduler(self.optimizer, self.cfg, start_step=self.step)
+        self.backend.resume_scheduler(self.replica, self.step)
         return True
 
 
@@ -379,29 +272,28 @@ class SupernetGroup:
     """Creates the named replicas, joins them in one process group, and trains/scores through them.
 
     Args:
-        spec: what every replica builds (model config, batch, seeds, threads are overridden by the placement).
-        train_data / valid_data: :func:`pack_items` dicts (or object refs to them).
+        backend: the task's supernet (or an object ref to it); put in the object store once for all replicas.
+        seed: the supernet seed (initial weights, batch order); the same on every replica.
         placement: from :func:`plan_placement` (default: chosen from the cluster).
         name_prefix: actors are named ``f"{name_prefix}-{i}"``.
         start_timeout_s: how long to wait for the replicas to start before giving up with an error.
     """
 
-    def __init__(self, spec: SupernetSpec, train_data: Any, valid_data: Any, *, placement: Placement | None = None,
+    def __init__(self, backend: SupernetBackend | ray.ObjectRef, *, seed: int, placement: Placement | None = None,
                  name_prefix: str = ACTOR_PREFIX, start_timeout_s: float = START_TIMEOUT_S) -> None:
         self.placement = placement or plan_placement()
         p = self.placement
-        spec = SupernetSpec(**{**asdict(spec), "threads": p.threads})
-        self.spec = spec
+        self.seed = int(seed)
         self.names = [f"{name_prefix}-{i}" for i in range(p.n_actors)]
-        train_ref = train_data if isinstance(train_data, ray.ObjectRef) else ray.put(train_data)
-        valid_ref = valid_data if isinstance(valid_data, ray.ObjectRef) else ray.put(valid_data)
+        backend_ref = backend if isinstance(backend, ray.ObjectRef) else ray.put(backend)
         opts: dict[str, Any] = {"num_cpus": p.num_cpus}
         if p.use_gpu:
             opts["num_gpus"] = p.num_gpus
-        self.actors = [SupernetActor.options(name=name, **opts).remote(i, p.n_actors, spec, train_ref, valid_ref,
-                                                                       p.device)
+        self.actors = [SupernetActor.options(name=name, **opts).remote(i, p.n_actors, backend_ref, self.seed,
+                                                                       p.device, p.threads)
                        for i, name in enumerate(self.names)]
         self._started = False
+        self.infos: list[dict[str, Any]] = []
         try:
             ready, pending = ray.wait([a.info.remote() for a in self.actors], num_returns=len(self.actors),
                                       timeout=start_timeout_s)
@@ -423,19 +315,18 @@ class SupernetGroup:
     def size(self) -> int:
         return len(self.actors)
 
-    def train(self, pool: Sequence[str], n_steps: int, seed: int) -> dict[str, float]:
-        """Data-parallel training on ``pool`` (layer strings) for ``n_steps``; losses averaged over replicas."""
-        stats = ray.get([a.train.remote(list(pool), int(n_steps), int(seed)) for a in self.actors])
-        out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0] if k not in ("seconds", "ms_per_step")}
-        out["seconds"] = max(s["seconds"] for s in stats)
-        out["ms_per_step"] = max(s["ms_per_step"] for s in stats)
+    def train(self, pool_keys: Sequence[str], n_steps: int, seed: int) -> dict[str, float]:
+        """Data-parallel training on ``pool_keys`` for ``n_steps``; losses averaged over replicas."""
+        stats = ray.get([a.train.remote(list(pool_keys), int(n_steps), int(seed)) for a in self.actors])
+        out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0] if k not in _TIMING_KEYS}
+        out.update({k: max(s[k] for s in stats) for k in _TIMING_KEYS})
         return out
 
-    def score(self, archs: Sequence[str]) -> list[dict[str, float]]:
-        """Scores of ``archs`` (layer strings), sharded contiguously across the replicas, in the given order."""
-        archs = list(archs)
-        shards = [list(s) for s in np.array_split(np.arange(len(archs)), self.size) if len(s)]
-        refs = [self.actors[i].score.remote([archs[j] for j in shard]) for i, shard in enumerate(shards)]
+    def score(self, keys: Sequence[str]) -> list[dict[str, float]]:
+        """Scores of ``keys``, sharded contiguously across the replicas, in the given order."""
+        keys = list(keys)
+        shards = [list(s) for s in np.array_split(np.arange(len(keys)), self.size) if len(s)]
+        refs = [self.actors[i].score.remote([keys[j] for j in shard]) for i, shard in enumerate(shards)]
         out: list[dict[str, float]] = []
         for part in ray.get(refs):
             out.extend(part)
@@ -493,14 +384,18 @@ class RoundSchedule:
 
 
 class SupernetCoordinatorImpl:
-    """Owns a :class:`SupernetGroup` for one search; see the module docstring. Exposed as ``SupernetCoordinator``."""
+    """Owns a :class:`SupernetGroup` for one search; see the module docstring. Exposed as ``SupernetCoordinator``.
 
-    def __init__(self, spec: SupernetSpec, train_data: Any, valid_data: Any, schedule: RoundSchedule,
+    The round log names the reward statistics after ``backend.reward`` (``f"{reward}_min"``, ``_max``, ``_mean``).
+    """
+
+    def __init__(self, backend: SupernetBackend, schedule: RoundSchedule, *, seed: int,
                  placement: Placement | None = None, checkpoint_dir: str | None = None,
                  progress: bool = True) -> None:
+        self.backend = backend
         self.schedule = schedule
-        self.group = SupernetGroup(spec, train_data, valid_data, placement=placement)
-        self.seed = spec.seed
+        self.seed = int(seed)
+        self.group = SupernetGroup(backend, seed=self.seed, placement=placement)
         self.cache: dict[int, dict[str, dict[str, float]]] = {}
         self.errors: dict[int, str] = {}
         self.log: list[dict[str, Any]] = []
@@ -511,7 +406,8 @@ class SupernetCoordinatorImpl:
 
     def info(self) -> dict[str, Any]:
         return {"actors": self.group.names, "placement": asdict(self.group.placement), "replicas": self.group.infos,
-                "rounds_done": sorted(self.cache)}
+                "rounds_done": sorted(self.cache), "backend": self.backend.name, "reward": self.backend.reward,
+                "mode": self.backend.mode}
 
     def score(self, round_index: int, pool: Sequence[str], key: str) -> dict[str, float]:
         """The score of ``key`` in round ``round_index`` (training and scoring the round's pool on first call)."""
@@ -529,17 +425,13 @@ class SupernetCoordinatorImpl:
             scores[key] = dict(self.group.score([key])[0], round=round_index)
         return dict(scores[key])
 
-    def _run_round(self, round_index: int, pool: list[str]) -> None:
-        from seminas_ray.spaces.tts import parse_arch
-
-        for k in pool:
-            parse_arch(k)  # a malformed key fails here, before minutes of training
-        n_steps = self.schedule.steps(round_index, len(pool))
+    def _train_round(self, round_index: int, pool: list[str], n_steps: int) -> dict[str, float]:
+        """Train the group on ``pool`` in chunks of ``log_every`` steps; the step-weighted sums of the losses."""
         seed = int(np.random.default_rng([self.seed, round_index]).integers(2**31 - 1))
-        t0 = time.perf_counter()
         totals: dict[str, float] = {}
         done = 0
-        bar = _progress_bar(n_steps, f"supernet round {round_index} ({self.group.size} replicas)", self.progress)
+        bar = progress_bar(n_steps, f"supernet round {round_index} ({self.group.size} replicas)",
+                           enabled=self.progress)
         while done < n_steps:
             chunk = min(self.schedule.log_every, n_steps - done)
             stats = self.group.train(pool, chunk, seed)
@@ -552,36 +444,42 @@ class SupernetCoordinatorImpl:
                 bar.set_description(f"supernet round {round_index}: loss {stats['loss']:.3f}")
         if bar is not None:
             bar.close()
+        return totals
+
+    def _run_round(self, round_index: int, pool: list[str]) -> None:
+        for k in pool:
+            self.backend.parse_arch(k)  # a malformed key fails here, before minutes of training
+        n_steps = self.schedule.steps(round_index, len(pool))
+        t0 = time.perf_counter()
+        totals = self._train_round(round_index, pool, n_steps)
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         results = self.group.score(pool)
         score_seconds = time.perf_counter() - t1
         self.cache[round_index] = {k: dict(r, round=round_index, train_steps=n_steps) for k, r in zip(pool, results)}
-        dfrs = [r["dfr"] for r in results]
+        reward = self.backend.reward
+        values = [r[reward] for r in results]
         entry = {"round": round_index, "pool_size": len(pool), "supernet_steps": n_steps,
                  "supernet_train_seconds": round(train_seconds, 2), "score_seconds": round(score_seconds, 2),
                  "ms_per_step": round(1000 * train_seconds / max(n_steps, 1), 1),
-                 "dfr_min": float(np.min(dfrs)), "dfr_max": float(np.max(dfrs)), "dfr_mean": float(np.mean(dfrs))}
+                 f"{reward}_min": float(np.min(values)), f"{reward}_max": float(np.max(values)),
+                 f"{reward}_mean": float(np.mean(values))}
         entry.update({f"train_{k}": v / max(n_steps, 1) for k, v in totals.items()})
         self.log.append(entry)
         print(f"[supernet] round {round_index}: {n_steps} steps on {len(pool)} archs in {train_seconds:.0f}s "
               f"({entry['ms_per_step']:.0f} ms/step, {self.group.size} replicas), scored in {score_seconds:.1f}s, "
-              f"DFR {entry['dfr_min']:.3f}..{entry['dfr_max']:.3f}", flush=True)
+              f"{reward} {entry[f'{reward}_min']:.3f}..{entry[f'{reward}_max']:.3f}", flush=True)
         self._checkpoint(round_index)
 
     # -- checkpoints (resume) -------------------------------------------------------------------------
     def _checkpoint(self, round_index: int) -> None:
         if self.checkpoint_dir is None:
             return
-        from seminas_ray.utils.state_io import save_state
-
         state = {"supernet": self.group.get_state(), "cache": {str(k): v for k, v in self.cache.items()},
                  "log": self.log, "round": round_index}
         save_state(self.checkpoint_dir / "supernet_state.npz", state)
 
     def _restore(self) -> None:
-        from seminas_ray.utils.state_io import load_state
-
         path = self.checkpoint_dir / "supernet_state.npz"
         if not path.is_file():
             return
@@ -597,7 +495,7 @@ class SupernetCoordinatorImpl:
         return dict(zip(keys, self.group.score(keys)))
 
     def rounds(self) -> list[dict[str, Any]]:
-        """One entry per trained round (steps, timings, DFR range, mean training losses)."""
+        """One entry per trained round (steps, timings, reward range, mean training losses)."""
         return list(self.log)
 
     def scores(self) -> dict[int, dict[str, dict[str, float]]]:
@@ -616,20 +514,6 @@ class SupernetCoordinator(SupernetCoordinatorImpl):
     """The named Ray actor the Tune trials call (0 CPUs: it only waits on the replicas)."""
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A progress bar that shows up in the driver's terminal from inside an actor (Ray's tqdm), or None."""
-    if not enabled:
-        return None
-    try:
-        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
-            from ray.experimental.tqdm_ray import tqdm
-        else:
-            from tqdm.auto import tqdm
-        return tqdm(total=total, desc=desc, unit="step")
-    except Exception:  # progress display is a convenience
-        return None
-
-
 __all__ = [
     "ACTOR_PREFIX",
     "COORDINATOR_NAME",
@@ -637,11 +521,8 @@ __all__ = [
     "RoundSchedule",
     "SupernetActor",
     "SupernetCoordinator",
+    "SupernetCoordinatorImpl",
     "SupernetGroup",
-    "SupernetSpec",
     "SupernetWorker",
-    "batch_plan",
-    "pack_items",
     "plan_placement",
-    "unpack_items",
 ]

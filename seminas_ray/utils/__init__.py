@@ -1,1 +1,1 @@
-"""Small shared helpers (no Ray, no torch)."""
+"""Small shared helpers, the lowest layer: nothing here imports from ``seminas_ray`` outside ``utils``."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from seminas_ray import settings
 from seminas_ray.tasks.tts import text as tts_text
-from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE, HardSentence, LJSpeechCorpus, write_wav
+from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE, HardSentence, LJSpeechCorpus, load_hard_sentences, write_wav
 
 CORPUS_FORMAT_VERSION = 1  # bump when the layout or the synthesis recipe changes: it is part of the cache key
 DEFAULT_SIZE = 1200  # 1,000 train + 100 valid + 100 test in the low-resource split
@@ -45,7 +45,6 @@ WORD_GAPS = (0, 0, 1, 2)  # extra pause between words in units of 10 ms; 0 twice
 SHARD_SIZE = 50  # utterances per fresh synthesis process (part of the cache key: it fixes the audio bit for bit)
 SENTENCES_DIR = Path(__file__).resolve().parent / "sentences"
 SENTENCES_FILE = SENTENCES_DIR / "wordnet_examples.txt"
-HARD_SENTENCES_FILE = SENTENCES_DIR / "hard_sentences.tsv"
 
 # eSpeak NG C API constants (speak_lib.h)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -63,23 +62,6 @@ def load_sentences(path: str | Path = SENTENCES_FILE) -> list[str]:
     if not sentences:
         raise ValueError(f"{path} holds no sentences")
     return sentences
-
-
-def load_hard_sentences(path: str | Path = HARD_SENTENCES_FILE) -> list[HardSentence]:
-    """The robustness sentences (``id<TAB>category<TAB>text`` lines), each with its ``text.expand`` form."""
-    path = Path(path)
-    result = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 3 or not all(f.strip() for f in fields):
-            raise ValueError(f"{path}:{line_number}: expected 'id<TAB>category<TAB>text', got {line[:80]!r}")
-        uid, category, sentence = (f.strip() for f in fields)
-        result.append(HardSentence(uid, category, sentence, tts_text.expand(sentence)))
-    if not result:
-        raise ValueError(f"{path} holds no hard sentences")
-    return result
 
 
 @dataclass(frozen=True)

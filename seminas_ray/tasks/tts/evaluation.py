@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import ray
 
-from seminas_ray.distributed.supernet_actor import pack_items
-from seminas_ray.distributed.supernet_actor import unpack_items
+from seminas_ray.tasks.tts.packing import pack_items
+from seminas_ray.tasks.tts.packing import unpack_items
+from seminas_ray.tasks.tts.text import separator_ids
+from seminas_ray.utils.progress import progress_bar
 
 BASELINE_NAME = "Transformer-TTS (baseline)"
 BEST_NAME = "SemiNAS best"
@@ -78,7 +80,7 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
                            rng=np.random.default_rng(int(opts["seed"])))
     it = _epochs(batches, int(opts["seed"]))
     steps = int(opts["steps"])
-    bar = _bar(steps, f"final training: {name}")
+    bar = progress_bar(steps, f"final training: {name}")
     sums: dict[str, float] = {}
     t0 = time.perf_counter()
     done = 0
@@ -107,7 +109,7 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
         wavs: list[np.ndarray] = []
         kept: list[dict[str, Any]] = []
         bs = max(1, int(opts["eval_batch_size"]))
-        bar = _bar(len(chars_list), f"{name}: synthesising {set_name} sentences", unit="utt")
+        bar = progress_bar(len(chars_list), f"{name}: synthesising {set_name} sentences", unit="utt")
         for start in range(0, len(chars_list), bs):
             idx = list(range(start, min(start + bs, len(chars_list))))
             caps = [max(cfg.r, int(math.ceil(gt_frames[i] * opts["max_len_ratio"]))) for i in idx]
@@ -157,7 +159,7 @@ def _recognise(wavs: list[Any], seed: int, desc: str) -> list[str]:
     from seminas_ray.tasks.tts.ljspeech import read_wav
 
     recognizer = tts_asr.Recognizer()
-    bar = _bar(len(wavs), desc, unit="utt")
+    bar = progress_bar(len(wavs), desc, unit="utt")
     out = []
     for i, wav in enumerate(wavs):
         rate = SAMPLE_RATE
@@ -181,18 +183,6 @@ _train_task = ray.remote(max_retries=0)(train_and_synthesize)
 _gt_task = ray.remote(max_retries=1)(transcribe_ground_truth)
 
 
-def _bar(total: int, desc: str, unit: str = "step") -> Any:
-    """A progress bar shown in the driver's terminal from inside a Ray task (Ray's tqdm), or None."""
-    try:
-        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
-            from ray.experimental.tqdm_ray import tqdm
-        else:
-            from tqdm.auto import tqdm
-        return tqdm(total=total, desc=desc, unit=unit)
-    except Exception:
-        return None
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Driver side
 # ------------------------------------------------------------------------------------------------------------
@@ -210,7 +200,6 @@ def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_
     from seminas_ray.spaces.tts import TRANSFORMER_TTS_ARCH
     from seminas_ray.spaces.tts import TTSSpace
     from seminas_ray.tasks.tts import asr as tts_asr
-    from seminas_ray.tasks.tts.task import separator_ids
 
     baseline_key = baseline_key or str(TRANSFORMER_TTS_ARCH)
     use_asr = tts_asr.asr_available()

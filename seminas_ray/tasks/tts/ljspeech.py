@@ -26,6 +26,7 @@ from seminas_ray.tasks.tts import text as tts_text
 SAMPLE_RATE = 22050
 METADATA = "metadata.csv"
 WAVS = "wavs"
+HARD_SENTENCES_FILE = Path(__file__).resolve().parent / "sentences" / "hard_sentences.tsv"
 # The paper's low-resource sizes (generate_data_low_resource.py).
 PAPER_TRAIN, PAPER_VALID, PAPER_TEST = 1500, 100, 100
 
@@ -220,6 +221,23 @@ class HardSentence:
     normalized: str
 
 
+def load_hard_sentences(path: str | Path = HARD_SENTENCES_FILE) -> list[HardSentence]:
+    """The robustness sentences (``id<TAB>category<TAB>text`` lines), each with its ``text.expand`` form."""
+    path = Path(path)
+    result = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(f.strip() for f in fields):
+            raise ValueError(f"{path}:{line_number}: expected 'id<TAB>category<TAB>text', got {line[:80]!r}")
+        uid, category, sentence = (f.strip() for f in fields)
+        result.append(HardSentence(uid, category, sentence, tts_text.expand(sentence)))
+    if not result:
+        raise ValueError(f"{path} holds no hard sentences")
+    return result
+
+
 class RobustnessSplit(NamedTuple):
     """Robustness setting: train on the whole corpus; valid and test are the hard sentences (text only)."""
 
@@ -233,11 +251,9 @@ def robustness_split(corpus: LJSpeechCorpus, hard: Sequence[HardSentence] | None
 
     As in the paper (``processed_robust100`` serves both), validation and test are the same text-only list; the
     search scores candidates on it by attention (DFR), the final evaluation by stop/length/ASR errors.
-    ``hard`` defaults to the committed list (``corpus.load_hard_sentences()``).
+    ``hard`` defaults to the committed list (:func:`load_hard_sentences`).
     """
     if hard is None:
-        from seminas_ray.tasks.tts.corpus import load_hard_sentences  # local: corpus.py imports this module
-
         hard = load_hard_sentences()
     hard = list(hard)
     if not hard:

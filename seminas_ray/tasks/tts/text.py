@@ -235,3 +235,8 @@ def decode(ids: Iterable[int] | np.ndarray) -> str:
             raise ValueError(f"id {i} is outside the TTS vocabulary (size {vocab_size})")
         chars.append(SYMBOLS[i])
     return "".join(chars)
+
+
+def separator_ids() -> tuple[int, ...]:
+    """Character ids that separate words (space, punctuation, EOS, pad): word-level skip detection."""
+    return tuple(i for i, s in enumerate(SYMBOLS) if not (s.isalpha() or s == "'"))

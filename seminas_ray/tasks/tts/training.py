@@ -45,6 +45,8 @@ from seminas_ray.tasks.tts.model import TTSNet
 from seminas_ray.tasks.tts.model import TTSOutput
 from seminas_ray.tasks.tts.model import decoder_inputs
 from seminas_ray.tasks.tts.model import lengths_to_padding
+from seminas_ray.utils.batching import batch_plan
+from seminas_ray.utils.training_step import train_step as optimisation_step
 
 Batch = dict[str, torch.Tensor]
 
@@ -110,19 +112,9 @@ def make_batches(
     """
     if batch_size is None and max_frames is None:
         raise ValueError("make_batches needs batch_size or max_frames")
-    order = sorted(range(len(items)), key=lambda i: (len(items[i][1]), len(items[i][0]), i))
-    groups: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        t = len(items[i][1])
-        full = batch_size is not None and len(cur) >= batch_size
-        too_big = max_frames is not None and cur and (len(cur) + 1) * t > max_frames
-        if full or too_big:
-            groups.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        groups.append(cur)
+    lengths = [len(mel) for _, mel in items]
+    order = sorted(range(len(items)), key=lambda i: (lengths[i], len(items[i][0]), i))
+    groups = batch_plan(lengths, batch_size, max_frames, order=order)
     if rng is not None:
         groups = [groups[j] for j in rng.permutation(len(groups))]
     return [collate([items[i] for i in g], r) for g in groups]
@@ -241,27 +233,22 @@ def uniform_arch_sampler(pool: Sequence[Any], seed: int) -> Callable[[], Any]:
     return lambda: pool[int(rng.integers(len(pool)))]
 
 
+def path_losses(model: TTSNet, batch: Batch, arch: Any, cfg: TTSModelConfig) -> dict[str, torch.Tensor]:
+    """Teacher-forced losses of path ``arch`` on ``batch`` (already on the model's device): the training objective."""
+    out = model(batch["chars"], batch["mels"], arch, text_lens=batch["text_lens"])
+    return compute_losses(out, batch, cfg)
+
+
 def train_step(model: TTSNet, batch: Batch, arch: Any, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler | None, cfg: TTSModelConfig) -> dict[str, float]:
     """One optimisation step along ``arch`` (``None`` for a child's own arch). Returns the losses and grad norm.
 
-    Gradients are reset to ``None`` first, so ops off the path keep ``grad is None`` and AdamW skips them
-    (no update and no weight decay for ops this batch did not use).
+    The step itself is the project's one ``utils.training_step.train_step`` (the supernet replicas take the same):
+    gradients reset to ``None``, so ops off the path get no update and no weight decay.
     """
-    model.train()
     batch = to_device(batch, model_device(model))
-    optimizer.zero_grad(set_to_none=True)
-    out = model(batch["chars"], batch["mels"], arch, text_lens=batch["text_lens"])
-    losses = compute_losses(out, batch, cfg)
-    losses["loss"].backward()
-    params = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm) if cfg.clip_norm > 0 else torch.tensor(0.0)
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    result = {k: float(v.detach()) for k, v in losses.items()}
-    result["grad_norm"] = float(grad_norm)
-    return result
+    return optimisation_step(model, optimizer, scheduler, lambda: path_losses(model, batch, arch, cfg),
+                             cfg.clip_norm)
 
 
 def _cycle(batches: Iterable[Batch]) -> Iterator[Batch]:
@@ -610,6 +597,7 @@ __all__ = [
     "make_optimizer",
     "make_scheduler",
     "noam_lr",
+    "path_losses",
     "score_archs",
     "select_best_attention",
     "seeded",

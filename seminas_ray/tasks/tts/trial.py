@@ -1,0 +1,28 @@
+"""The Tune trainable of the TTS task: one trial = the supernet score of one architecture.
+
+Kept apart from ``task.py`` so trial processes import no torch and no TTS stack: a trial only asks the named
+``supernet-coordinator`` actor for its score (the coordinator trains on the round's pool on the first call).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+from ray import tune
+
+METRIC = "dfr"
+COORDINATOR = "supernet-coordinator"
+RESULT_KEYS = ("fr", "valid_loss", "supernet_round", "supernet_steps", "eval_seconds")
+
+
+def tts_trainable(config: dict[str, Any], coordinator: str = COORDINATOR) -> None:
+    """Score one architecture of the round's pool on the shared weights and report it."""
+    t0 = time.perf_counter()
+    actor = ray.get_actor(coordinator)
+    result = ray.get(actor.score.remote(int(config["round"]), list(config["pool"]), config["key"]))
+    tune.report({METRIC: float(result[METRIC]), "fr": float(result.get("fr", float("nan"))),
+                 "valid_loss": float(result.get("loss", float("nan"))),
+                 "supernet_round": int(result.get("round", config["round"])),
+                 "supernet_steps": int(result.get("train_steps", 0)),
+                 "eval_seconds": time.perf_counter() - t0})
