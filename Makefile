@@ -18,12 +18,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m seminas_ray.tasks.imagenet.fashion_mnist --fetch
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(PY) experiments/run.py $(ARGS)
 
+# The layer contracts (pyproject.toml [tool.importlinter]) first: a broken layer fails the suite.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The evidence benchmarks of docs/results.md (BENCH_ARGS adds options, e.g. BENCH_ARGS="--seeds 3").

@@ -20,8 +20,8 @@ from seminas_ray.controller import TokenSpec
 from seminas_ray.controller import predict_with_weights
 from seminas_ray.controller.model import EPD
 from seminas_ray.spaces.nasbench101 import NB101Space
-from seminas_ray.spaces.nasbench101 import encode_arrays
 from seminas_ray.spaces.nasbench201 import NB201Space
+from seminas_ray.spaces.nb101_encoding import encode_arrays
 
 MEAN_VAL, STD_VAL = 0.908192301, 0.023961  # the Dec-2020 target normalisation
 FAST_CFG = dict(lr=5e-3, batch_size=8, dropout=0.0, trade_off=0.3)

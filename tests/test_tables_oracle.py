@@ -19,9 +19,9 @@ from seminas_ray.benchmarks import evaluate
 from seminas_ray.benchmarks import load_table
 from seminas_ray.benchmarks import repeat_index
 from seminas_ray.spaces.base import InvalidArchitecture
-from seminas_ray.spaces.nasbench101 import CellSpec
 from seminas_ray.spaces.nasbench101 import NB101Space
 from seminas_ray.spaces.nasbench201 import NB201Space
+from seminas_ray.spaces.nb101_cell import CellSpec
 from seminas_ray.spaces.restricted import RestrictedSpace
 
 BEST_20K_HASH = "096f593e0f12d65f6220bf8565b764a9"

@@ -142,7 +142,7 @@ def test_ec_nas_extra_protobuf_fields_are_skipped(fixtures: Path, name: str) -> 
 
 
 def test_every_stored_hash_equals_the_hash_recomputed_from_the_cell(records: dict[str, list[NB101Record]]) -> None:
-    from seminas_ray.spaces.nasbench101 import nb101_hash
+    from seminas_ray.spaces.nb101_hash import nb101_hash
 
     checked = 0
     for name, recs in records.items():
@@ -462,7 +462,7 @@ def test_encode_nb101_payload_matches_the_nasbench_layout(records: dict[str, lis
 @pytest.mark.parametrize("name", sorted(FIXTURE_COUNTS))
 def test_converted_cells_rehash_to_their_hash_column(fixtures: Path, tmp_path: Path, name: str) -> None:
     """The padded adjacency/labels layout is the shared schema: re-hashing each row reproduces its hash."""
-    from seminas_ray.spaces.nasbench101 import nb101_hash_arrays
+    from seminas_ray.spaces.nb101_hash import nb101_hash_arrays
 
     data = np.load(convert_tfrecord(fixtures / name, tmp_path / "t.npz", progress=False))
     rehashed = nb101_hash_arrays(data["adjacency"], data["labels"], data["n_vertices"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -50,6 +51,12 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert evals["dfr"].between(0, 1).all() and evals["final_dfr"].between(0, 1).all()
     assert report["search"]["best"]["key"] == evals.loc[evals["final_dfr"].idxmax(), "key"]
     assert list(evals["round"]) == [0] * 6 + [1] * 4
+    # the same architectures, rounds and rewards as the search before the redesign (seed 0; tests/golden/)
+    golden = pd.read_csv(REPO / "tests" / "golden" / "tts_smoke_seed0.csv")
+    got = evals.sort_values(["round", "key"]).reset_index(drop=True)
+    golden = golden.sort_values(["round", "key"]).reset_index(drop=True)
+    assert list(got["key"]) == list(golden["key"]) and list(got["round"]) == list(golden["round"])
+    assert np.allclose(got["dfr"], golden["dfr"], rtol=0, atol=1e-9)
     rounds = pd.read_csv(out / "rounds.csv")
     assert list(rounds["round"]) == [0, 1] and (rounds["supernet_steps"] > 0).all()
     assert (out / "config.yaml").is_file() and (out / "search_curve.png").stat().st_size > 1000

@@ -504,7 +504,7 @@ class NB101Table(_NB101Base):
         return self._spec(self.index_of(key))
 
     def _spec(self, row: int) -> Any:
-        from seminas_ray.spaces.nasbench101 import specs_from_arrays
+        from seminas_ray.spaces.nb101_arrays import specs_from_arrays
 
         sl = slice(row, row + 1)
         return specs_from_arrays(self._adjacency[sl], self._labels[sl], self._n_vertices[sl])[0]
@@ -515,9 +515,9 @@ class NB101Table(_NB101Base):
         The stored cells should be pruned already; a row whose pruning changes it is hashed from its pruned form
         (its key is still the pruned cell's hash), one by one.
         """
-        from seminas_ray.spaces.nasbench101 import nb101_hash
-        from seminas_ray.spaces.nasbench101 import nb101_hash_arrays
-        from seminas_ray.spaces.nasbench101 import validate
+        from seminas_ray.spaces.nb101_cell import validate
+        from seminas_ray.spaces.nb101_hash import nb101_hash
+        from seminas_ray.spaces.nb101_hash import nb101_hash_arrays
 
         problems: list[tuple[int, str, str]] = []
         as_stored: list[int] = []  # valid rows whose stored cell is already pruned
@@ -617,7 +617,7 @@ class NB101ApiSampleTable(_NB101Base):
         return self._spec(self.index_of(key))
 
     def _spec(self, row: int) -> Any:
-        from seminas_ray.spaces.nasbench101 import CellSpec
+        from seminas_ray.spaces.nb101_cell import CellSpec
 
         matrix, ops = self._specs[row]
         return CellSpec(np.asarray(matrix, dtype=np.int64), list(ops))

@@ -1,18 +1,29 @@
-"""Tasks (``--task NAME``): each module builds its space, evaluator, data and results; one registry maps names."""
+"""Tasks (``--task NAME``): one registry line per task, each a :class:`~seminas_ray.tasks.base.Task`.
+
+This package's ``__init__`` stays import-light: Tune trial processes import the tasks' trainables from modules
+inside it, and must not pay for torch or Tune's driver side (hence no import of ``base`` here at import time).
+"""
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING
 
-# name -> module path; modules are imported lazily so `--task nasbench` never imports the TTS stack
+if TYPE_CHECKING:
+    from seminas_ray.tasks.base import Task
+
+# name -> "module:Class"; imported on demand so `--task nasbench` never imports the TTS stack (torchaudio, eSpeak)
 TASKS: dict[str, str] = {
-    "nasbench": "seminas_ray.tasks.nasbench",
-    "tts": "seminas_ray.tasks.tts.task",
+    "nasbench": "seminas_ray.tasks.nasbench:NasbenchTask",
+    "tts": "seminas_ray.tasks.tts.task:TTSTask",
 }
 
 
-def get_task(name: str) -> ModuleType:
-    """The task module for ``name`` (it provides ``add_arguments(parser)`` and ``run(args) -> Path``)."""
+def get_task(name: str) -> "Task":
+    """The task registered as ``name``."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
-    return importlib.import_module(TASKS[name])
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["TASKS", "get_task"]
