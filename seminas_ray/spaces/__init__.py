@@ -12,6 +12,7 @@ SPACES: dict[str, str] = {
     "nasbench101": "seminas_ray.spaces.nasbench101:NB101Space",
     "nasbench201": "seminas_ray.spaces.nasbench201:NB201Space",
     "tts": "seminas_ray.spaces.tts:TTSSpace",
+    "mbconv": "seminas_ray.spaces.mbconv:MBConvSpace",
 }
 
 
