@@ -1,7 +1,6 @@
 """What a user sees in the Ray dashboard: named tasks, the state API over HTTP, and custom search metrics."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -41,16 +40,18 @@ def test_search_is_visible_in_the_dashboard(ray_with_dashboard, data_dir, tmp_pa
     ray, ctx = ray_with_dashboard
     from ray.util.state import list_tasks
 
-    from seminas_ray.tasks import nasbench
+    from seminas_ray.distributed.runner import RunSettings
+    from seminas_ray.distributed.runner import run_search
+    from seminas_ray.tasks import get_task
 
-    args = argparse.Namespace(
-        task="nasbench", benchmark="nb201", data=None, dataset="cifar10", method="seminas", preset="paper-300",
-        config=None, budget=None, exact_paper_schedule=False, seed=0, out=tmp_path / "run", resume=None,
-        overwrite=False, address=None, num_cpus=None, dashboard=True, concurrency=2, trial_cpus=0.5,
-        set=["n_seed=20", "n_unlabelled=300", "n_per_round=10", "n_rounds=1", "pretrain_epochs=30",
-             "train_epochs=10"])
-    out = nasbench.run(args)
-    assert json.loads((out / "report.json").read_text())["n_queries"] == 30
+    settings = RunSettings(
+        task="nasbench", preset="paper-300", seed=0, concurrency=2, trial_cpus=0.5, out=tmp_path / "run",
+        dashboard=True, options={"benchmark": "nb201", "data": None, "dataset": "cifar10", "method": "seminas"},
+        overrides=("n_seed=20", "n_unlabelled=300", "n_per_round=10", "n_rounds=1", "pretrain_epochs=30",
+                   "train_epochs=10"))
+    report = run_search(get_task("nasbench").prepare(settings), settings)
+    assert report["n_queries"] == 30
+    assert json.loads((settings.out / "report.json").read_text())["n_queries"] == 30
 
     # name this cluster explicitly: other Ray instances may run on the same machine
     names = {t.name for t in list_tasks(address=f"http://{ctx.dashboard_url}", limit=10_000)}
