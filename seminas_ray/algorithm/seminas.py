@@ -163,7 +163,6 @@ class RoundWork:
     def __call__(self) -> RoundResult:
         t_start = time.perf_counter()
         cfg, space = self.config, self.space
-        labeler = self.pseudo_labeler or LocalPseudoLabeler()
         stats: dict[str, Any] = {"round": self.round, "n_labelled": len(self.labelled_scores)}
 
         archs = [space.from_config(c) for c in self.labelled_configs]
@@ -180,23 +179,12 @@ class RoundWork:
 
         # 2. pseudo-label a fresh unlabelled pool (excluding everything ever asked)
         exclude = frozenset(self.exclude_keys)
-        pseudo_seqs = np.zeros((0, space.seq_len), dtype=np.int64)
-        pseudo_preds = np.zeros((0,), dtype=np.float64)
-        if cfg.n_unlabelled > 0:
-            t0 = time.perf_counter()
-            pseudo_seqs, pseudo_preds = labeler(space, cfg.controller, controller.get_weights(),
-                                                cfg.n_unlabelled, self.seed + 2, exclude)
-            pseudo_seqs = pseudo_seqs.astype(np.int64)
-            pseudo_preds = pseudo_preds.astype(np.float64)
-            dt = time.perf_counter() - t0
-            stats.update(n_pseudo=len(pseudo_preds), pseudo_label_seconds=round(dt, 3),
-                         pseudo_labels_per_s=round(len(pseudo_preds) / dt, 1) if dt > 0 else None)
+        pseudo_seqs, pseudo_preds = self._pseudo_label(controller, exclude, stats)
 
-            # 3. retrain on labelled x up_sample + pseudo-labelled (the supervised ablation skips this and uses
-            #    the predicted pool only to fill a short round, never as training data or generation seeds)
-            if cfg.self_training:
-                stats.update(self_train_controller(controller, seqs, targets, pseudo_seqs, pseudo_preds, cfg,
-                                                   self.seed))
+        # 3. retrain on labelled x up_sample + pseudo-labelled (the supervised ablation skips this and uses
+        #    the predicted pool only to fill a short round, never as training data or generation seeds)
+        if cfg.n_unlabelled > 0 and cfg.self_training:
+            stats.update(self_train_controller(controller, seqs, targets, pseudo_seqs, pseudo_preds, cfg, self.seed))
 
         # predictor quality on its own training labels (held-out quality is measured when the round's archs return)
         stats["train_kendall_tau"] = kendall_tau(controller.predict(seqs), targets)
@@ -209,12 +197,44 @@ class RoundWork:
         seeds = pool_seqs[order]
 
         # 5. gradient-ascent generation of new, valid, never-asked architectures
+        new_configs = self._generate(controller, seeds, exclude, pseudo_seqs, pseudo_preds, stats)
+
+        new_archs = [space.from_config(c) for c in new_configs]
+        predicted = controller.predict(space.encode_many(new_archs)).tolist() if new_archs else []
+        stats["controller_seconds"] = round(time.perf_counter() - t_start, 3)
+        return RoundResult(round=self.round, archs=new_configs, predicted=predicted,
+                           controller_state=controller.state_dict(), stats=stats)
+
+    def _pseudo_label(self, controller: NAOController, exclude: frozenset[str],
+                      stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``n_unlabelled`` fresh architectures (none in ``exclude``) and the controller's predictions for them
+        (empty when ``n_unlabelled`` is 0); throughput goes to ``stats``."""
+        cfg, space = self.config, self.space
+        if cfg.n_unlabelled <= 0:
+            return np.zeros((0, space.seq_len), dtype=np.int64), np.zeros((0,), dtype=np.float64)
+        labeler = self.pseudo_labeler or LocalPseudoLabeler()
+        t0 = time.perf_counter()
+        pseudo_seqs, pseudo_preds = labeler(space, cfg.controller, controller.get_weights(),
+                                            cfg.n_unlabelled, self.seed + 2, exclude)
+        pseudo_seqs = pseudo_seqs.astype(np.int64)
+        pseudo_preds = pseudo_preds.astype(np.float64)
+        dt = time.perf_counter() - t0
+        stats.update(n_pseudo=len(pseudo_preds), pseudo_label_seconds=round(dt, 3),
+                     pseudo_labels_per_s=round(len(pseudo_preds) / dt, 1) if dt > 0 else None)
+        return pseudo_seqs, pseudo_preds
+
+    def _generate(self, controller: NAOController, seeds: np.ndarray, exclude: frozenset[str],
+                  pseudo_seqs: np.ndarray, pseudo_preds: np.ndarray, stats: dict[str, Any]) -> list[dict[str, Any]]:
+        """Up to ``n_new`` valid, never-asked architectures (configs) by gradient ascent from ``seeds``; a short round
+        is filled with the predictor's best unlabelled architectures when ``fill_with_predicted`` (a documented
+        departure). Counts go to ``stats``."""
+        cfg, space = self.config, self.space
         taken: set[str] = set(exclude)
         new_configs: list[dict[str, Any]] = []
 
         def accept(tokens: np.ndarray) -> bool:
             arch = space.decode(tokens)
-            if arch is None:
+            if arch is None or not space.feasible(arch):  # over a resource budget: rejected like an invalid decode
                 return False
             key = space.key(arch)
             if key in taken:
@@ -228,7 +248,6 @@ class RoundWork:
         stats.update(n_generated=len(new_configs), generate_seconds=round(gen.seconds, 3),
                      max_step_size_used=max(gen.step_sizes_tried) if gen.step_sizes_tried else None)
 
-        # fill a short round with the predictor's best unlabelled architectures (documented departure)
         n_filled = 0
         if len(new_configs) < self.n_new and cfg.fill_with_predicted and len(pseudo_preds):
             for idx in np.argsort(-pseudo_preds, kind="stable"):
@@ -237,12 +256,7 @@ class RoundWork:
                 if accept(pseudo_seqs[idx]):
                     n_filled += 1
         stats["n_filled"] = n_filled
-
-        new_archs = [space.from_config(c) for c in new_configs]
-        predicted = controller.predict(space.encode_many(new_archs)).tolist() if new_archs else []
-        stats["controller_seconds"] = round(time.perf_counter() - t_start, 3)
-        return RoundResult(round=self.round, archs=new_configs, predicted=predicted,
-                           controller_state=controller.state_dict(), stats=stats)
+        return new_configs
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -300,6 +314,14 @@ class SemiNAS(AskTellOptimizer[Arch]):
             if self._register(arch):
                 out.append(arch)
         return out
+
+    def n_ready(self) -> int:
+        """The rest of the current round (fixed when the round was generated; the seed round once drawn)."""
+        if self._queue:
+            return min(len(self._queue), self.budget - self.n_asked)
+        if self.round == 0 and not self._seed_round_done and self.config.seed_filter is None:
+            return max(0, min(self.config.n_seed, self.budget) - self.n_asked)
+        return 0
 
     def needs_work(self) -> bool:
         """The current round is fully evaluated and another round is due."""

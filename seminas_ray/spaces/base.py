@@ -94,6 +94,14 @@ class SearchSpace(ABC, Generic[Arch]):
         """Optional resource costs (params, FLOPs, latency) for constraints; empty when unknown."""
         return {}
 
+    def feasible(self, arch: Arch) -> bool:
+        """Whether ``arch`` meets the space's resource constraint (e.g. a FLOPs budget); no constraint by default.
+
+        ``decode`` stays structural (token-wise constrained decoding cannot see a global budget), so SemiNAS's
+        generation rejects an infeasible decode exactly like an invalid one and keeps growing the step size.
+        """
+        return True
+
     def describe(self, arch: Arch) -> str:
         """Short human-readable form for logs and reports."""
         return self.key(arch)

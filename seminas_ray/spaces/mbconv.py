@@ -356,6 +356,10 @@ class MBConvSpace(SearchSpace[MBConvArch]):
         """True when ``arch``'s multiply-adds are at most ``flops_budget`` (always, without a budget)."""
         return self.flops_budget is None or self.cost(arch)["flops"] <= self.flops_budget
 
+    def feasible(self, arch: Any) -> bool:
+        """The search's constraint: :meth:`within_budget` (generation rejects over-budget decodes with it)."""
+        return self.within_budget(arch)
+
     # -- sampling -------------------------------------------------------------------------------------------
     def sample_tokens(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``[n, 21]`` token rows drawn independently and uniformly from the valid archs within the budget."""

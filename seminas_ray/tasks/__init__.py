@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 TASKS: dict[str, str] = {
     "nasbench": "seminas_ray.tasks.nasbench:NasbenchTask",
     "tts": "seminas_ray.tasks.tts.task:TTSTask",
+    "imagenet": "seminas_ray.tasks.imagenet.task:ImageNetTask",
 }
 
 
