@@ -6,6 +6,7 @@ memorises quickly — the tests check behaviour, not the paper's defaults.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -149,11 +150,9 @@ def test_generation_raises_predicted_score_in_seed_order(trained: dict, small_se
 
     # deterministic, and decoding one step size per batch instead of several changes nothing
     calls2: list[np.ndarray] = []
-    ctl.config.generate_eta_batch = 1
-    try:
-        res2 = ctl.generate(seeds, n_new=n_new, accept=make_accept(calls2, []), max_step_size=60.0)
-    finally:
-        ctl.config.generate_eta_batch = ControllerConfig().generate_eta_batch
+    one_eta = dataclasses.replace(ctl.config, generate_eta_batch=1)  # the config is frozen: a rebuilt controller
+    ctl2 = NAOController.from_state_dict(space, {**ctl.state_dict(), "config": one_eta.to_dict()}, device="cpu")
+    res2 = ctl2.generate(seeds, n_new=n_new, accept=make_accept(calls2, []), max_step_size=60.0)
     assert len(calls2) == len(calls) and all(np.array_equal(a, b) for a, b in zip(calls, calls2))
     assert res2.step_sizes_tried == res.step_sizes_tried
 
@@ -284,6 +283,10 @@ def test_config_dict_round_trip_and_unknown_key() -> None:
     with pytest.raises(ValueError, match="output_activation"):
         ControllerConfig(output_activation="relu")
     assert ControllerConfig(lr_batch_scaling="linear", batch_size=400).effective_lr == pytest.approx(4e-3)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a frozen value: nothing changes a config during a run
+        cfg.batch_size = 32  # type: ignore[misc]
+    with pytest.raises(ValueError, match="batch_size"):
+        dataclasses.replace(cfg, batch_size=0)  # a replaced config is validated like a new one
 
 
 def test_sigmoid_variant_and_bad_inputs() -> None:

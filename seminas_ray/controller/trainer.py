@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from seminas_ray.controller.config import ControllerConfig
 from seminas_ray.controller.model import EPD
@@ -174,6 +175,22 @@ def _check_seqs(seqs: np.ndarray, spec: TokenSpec, what: str) -> np.ndarray:
             f"{what} holds tokens outside [0, {spec.vocab_size}): min {arr.min()}, max {arr.max()}"
         )
     return arr.astype(np.int64, copy=False)
+
+
+def _check_fit_inputs(seqs: np.ndarray, targets: np.ndarray, epochs: int, spec: TokenSpec
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``fit``'s arguments checked: int64 ``[N, seq_len]`` tokens and float64 ``[N]`` finite targets, N >= 1."""
+    arr = _check_seqs(seqs, spec, "seqs")
+    tgt = np.asarray(targets, dtype=np.float64).reshape(-1)
+    if len(tgt) != len(arr):
+        raise ValueError(f"seqs has {len(arr)} rows but targets has {len(tgt)}")
+    if not np.isfinite(tgt).all():
+        raise ValueError("targets contain NaN or inf")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if len(arr) == 0:
+        raise ValueError("fit needs at least one sequence")
+    return arr, tgt
 
 
 def _inference_batch(batch_size: int | None, device: torch.device) -> int:
@@ -393,26 +410,10 @@ class NAOController:
         is_valid = np.isin(inverse, held)
         return np.flatnonzero(~is_valid), np.flatnonzero(is_valid)
 
-    def fit(self, seqs: np.ndarray, targets: np.ndarray, *, epochs: int, early_stopping: EarlyStopping | None = None,
-            progress: bool = False) -> FitResult:
-        """Train for ``epochs`` epochs on ``(seqs, targets)`` with a new Adam optimiser, from the current weights.
-
-        ``seqs`` int ``[N, seq_len]``, ``targets`` float ``[N]`` (already normalised by the caller). With
-        ``early_stopping`` a held-out split is monitored every epoch and the best weights are restored at the end.
-        """
-        t0 = time.perf_counter()
-        arr = _check_seqs(seqs, self.spec, "seqs")
-        tgt = np.asarray(targets, dtype=np.float64).reshape(-1)
-        if len(tgt) != len(arr):
-            raise ValueError(f"seqs has {len(arr)} rows but targets has {len(tgt)}")
-        if not np.isfinite(tgt).all():
-            raise ValueError("targets contain NaN or inf")
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
-        if len(arr) == 0:
-            raise ValueError("fit needs at least one sequence")
-        self.n_fit_calls += 1
-
+    def _fit_tensors(self, arr: np.ndarray, tgt: np.ndarray, early_stopping: EarlyStopping | None
+                     ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                                tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+        """(inputs, decoder inputs, targets) on the device for training, and for the held-out split (or None)."""
         dev = self.device
         x_all = torch.from_numpy(arr).to(dev)
         y_all = torch.from_numpy(tgt.astype(np.float32)).to(dev)
@@ -425,35 +426,54 @@ class NAOController:
             va = torch.from_numpy(va_idx).to(dev)
             valid = (x_all[va], dec_all[va], y_all[va])
             x_all, dec_all, y_all = x_all[tr], dec_all[tr], y_all[tr]
-        n = len(x_all)
-        bs = self.config.batch_size
+        return (x_all, dec_all, y_all), valid
+
+    def _train_epoch(self, train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                     optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, int]:
+        """One pass in a fresh random order (from the controller's numpy RNG); returns the per-sample mean
+        [loss, mse, nll] (kept on the device) and the number of optimiser steps."""
+        x_all, dec_all, y_all = train
+        n, bs = len(x_all), self.config.batch_size
+        perm = torch.from_numpy(self._np_rng.permutation(n)).to(self.device)
+        totals = torch.zeros(3, device=self.device)
+        steps = 0
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            loss, mse, nll = self._losses(x_all[idx], dec_all[idx], y_all[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=self.config.foreach_optimizer)
+            optimizer.step()
+            totals += torch.stack([loss.detach(), mse.detach(), nll.detach()]) * len(idx)
+            steps += 1
+        return totals / n, steps
+
+    def fit(self, seqs: np.ndarray, targets: np.ndarray, *, epochs: int, early_stopping: EarlyStopping | None = None,
+            progress: bool = False) -> FitResult:
+        """Train for ``epochs`` epochs on ``(seqs, targets)`` with a new Adam optimiser, from the current weights.
+
+        ``seqs`` int ``[N, seq_len]``, ``targets`` float ``[N]`` (already normalised by the caller). With
+        ``early_stopping`` a held-out split is monitored every epoch and the best weights are restored at the end.
+        """
+        t0 = time.perf_counter()
+        arr, tgt = _check_fit_inputs(seqs, targets, epochs, self.spec)
+        self.n_fit_calls += 1
+        train, valid = self._fit_tensors(arr, tgt, early_stopping)
+        n = len(train[0])
         optimizer = self._make_optimizer()
         params = [p for p in self.model.parameters()]
         self.model.train()
 
-        epoch_stats: list[torch.Tensor] = []  # per-epoch [loss, mse, nll] sums, kept on the device
+        epoch_stats: list[torch.Tensor] = []  # per-epoch [loss, mse, nll] means, kept on the device
         history: list[dict[str, float]] = []
         best_valid, best_epoch, best_weights, wait = None, None, None, 0
         stopped_early = False
         steps = 0
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs, desc="controller fit", unit="epoch")
+        bar = tqdm(total=epochs, desc="controller fit", unit="epoch") if progress else None
         for epoch in range(1, epochs + 1):
-            perm = torch.from_numpy(self._np_rng.permutation(n)).to(dev)
-            totals = torch.zeros(3, device=dev)
-            for start in range(0, n, bs):
-                idx = perm[start:start + bs]
-                loss, mse, nll = self._losses(x_all[idx], dec_all[idx], y_all[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=self.config.foreach_optimizer)
-                optimizer.step()
-                totals += torch.stack([loss.detach(), mse.detach(), nll.detach()]) * len(idx)
-                steps += 1
-            epoch_stats.append(totals / n)
+            means, epoch_steps = self._train_epoch(train, optimizer, params)
+            steps += epoch_steps
+            epoch_stats.append(means)
             if valid is not None or bar is not None:
                 row = dict(zip(("loss", "mse", "nll"), epoch_stats[-1].tolist()))
                 if valid is not None:
@@ -482,8 +502,8 @@ class NAOController:
             self._flatten()
         self.total_steps += steps
         last = history[-1] if history else {"loss": float("nan"), "mse": float("nan"), "nll": float("nan")}
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         return FitResult(
             epochs_run=len(history), steps=steps, seconds=time.perf_counter() - t0, final_loss=last["loss"],
             final_mse=last["mse"], final_nll=last["nll"], history=history, stopped_early=stopped_early,

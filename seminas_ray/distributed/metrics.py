@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ray.util.metrics import Gauge
+
 logger = logging.getLogger(__name__)
 
 _GAUGES = {
@@ -37,8 +39,6 @@ class SearchMetrics:
             return self._gauges
         self._gauges = {}
         try:
-            from ray.util.metrics import Gauge
-
             for name, doc in _GAUGES.items():
                 self._gauges[name] = Gauge(name, description=doc, tag_keys=("run",))
         except Exception as exc:  # metrics are a convenience: never fail a search over them

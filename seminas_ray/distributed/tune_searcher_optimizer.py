@@ -22,6 +22,9 @@ from typing import Mapping
 from typing import Sequence
 
 import numpy as np
+import optuna
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from seminas_ray.algorithm.base import AskTellOptimizer
 from seminas_ray.spaces.base import Arch
@@ -97,8 +100,6 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
     def __init__(self, space: SearchSpace[Arch], make_searcher: Callable[..., Any],
                  members: Sequence[Arch] | Mapping[str, Arch], seed: int = 0, budget: int | None = None) -> None:
         super().__init__(space, seed, budget)
-        from ray import tune
-
         free, self._fixed = token_param_space(space)
         self._names = list(free)
         self._positions = [int(name[3:]) for name in self._names]
@@ -155,9 +156,6 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
 
 def optuna_tpe(param_space: dict[str, Any], metric: str, mode: str, seed: int) -> Any:
     """Ray Tune's ``OptunaSearch`` with its default sampler (Optuna's TPE), seeded."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return OptunaSearch(space=OptunaSearch.convert_search_space(param_space), metric=metric, mode=mode, seed=seed)
 

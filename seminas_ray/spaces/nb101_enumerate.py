@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from seminas_ray.settings import cache_dir
 from seminas_ray.spaces.nb101_arrays import NB101Arrays
@@ -154,14 +155,7 @@ def build_enumeration(progress: bool = True) -> NB101Arrays:
     adjacency = np.concatenate(adjacency_parts)
     labels = np.concatenate(label_parts)
     n_vertices = np.concatenate(size_parts)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=adjacency.shape[0], desc="NB101 enumeration (hashing)", unit="cell")
-        except ImportError:  # progress is cosmetic
-            bar = None
+    bar = tqdm(total=adjacency.shape[0], desc="NB101 enumeration (hashing)", unit="cell") if progress else None
     try:
         hashes = nb101_hash_arrays(adjacency, labels, n_vertices, progress=bar)
     finally:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import resample_poly
 
 from seminas_ray.tasks.tts import text as tts_text
 from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE, read_wav
@@ -36,7 +37,7 @@ _INSTALL_HINT = "offline ASR needs the PyPI package pocketsphinx==5.1.1 (it bund
 
 def asr_available() -> bool:
     """Whether pocketsphinx can be imported (the ASR metrics are optional; the DFR search metric does not need them)."""
-    try:
+    try:  # imported here, not at the top: an optional dependency at run time (without it the ASR metrics are skipped)
         import pocketsphinx  # noqa: F401
     except ImportError:
         return False
@@ -45,8 +46,6 @@ def asr_available() -> bool:
 
 def prepare_audio(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, seed: int | Sequence[int] = 0) -> np.ndarray:
     """The recogniser's input: 16 kHz int16, peak 0.5, plus seeded white noise at 0.001 RMS (see the module docstring)."""
-    from scipy.signal import resample_poly
-
     x = np.asarray(wav, dtype=np.float64).reshape(-1)
     if x.size == 0:
         raise ValueError("prepare_audio got an empty signal")
@@ -64,7 +63,7 @@ class Recognizer:
     """A pocketsphinx decoder with the bundled en-us model and its generic 3-gram LM; use one per evaluated system."""
 
     def __init__(self) -> None:
-        try:
+        try:  # optional dependency at run time (see asr_available): fail with the install hint, not at import
             from pocketsphinx import Decoder
         except ImportError as err:
             raise ImportError(_INSTALL_HINT) from err

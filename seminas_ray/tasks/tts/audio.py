@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchaudio.functional as AF
+from tqdm.auto import tqdm
 
 from seminas_ray import settings
 from seminas_ray.tasks.tts.ljspeech import LJSpeechCorpus, read_wav, write_wav
@@ -160,8 +161,6 @@ def precompute_mels(corpus: LJSpeechCorpus, *, cache_root: str | Path | None = N
     ``offsets`` (n + 1,) int64, so utterance i is ``mels[offsets[i]:offsets[i + 1]]``; ``ids`` (n,) unicode;
     ``mean``/``std``, the corpus's own log-mel statistics (float64 scalars). A few ms per utterance, reading included.
     """
-    from tqdm.auto import tqdm
-
     folder = Path(cache_root) if cache_root is not None else settings.cache_dir("tts", "mels")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"mels-{len(corpus)}-{_mel_cache_key(corpus)}.npz"

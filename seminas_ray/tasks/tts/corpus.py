@@ -18,6 +18,7 @@ partial corpus where a finished one is expected.
 """
 from __future__ import annotations
 
+import csv
 import ctypes
 import hashlib
 import json
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from seminas_ray import settings
 from seminas_ray.tasks.tts import text as tts_text
@@ -94,7 +96,7 @@ class ESpeak:
     """
 
     def __init__(self, voice: str = DEFAULT_VOICE):
-        try:
+        try:  # optional dependency: only synthesising the eSpeak corpus needs it (a run on LJSpeech does not)
             import espeakng_loader
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError(
@@ -151,7 +153,7 @@ class ESpeak:
 
 def espeak_version() -> str:
     """The eSpeak NG library version, e.g. ``1.52.0`` (loading the library does not touch any synthesis state)."""
-    import espeakng_loader
+    import espeakng_loader  # optional dependency, as in ESpeak: only the eSpeak corpus needs it
 
     lib = ctypes.CDLL(espeakng_loader.get_library_path())
     lib.espeak_Info.argtypes = [ctypes.c_void_p]
@@ -198,8 +200,6 @@ def synthesize_to_folder(
     ``on_progress(done, total)`` is called after each shard, for progress reporting. An exception raised there
     aborts the build, and the running shard processes are killed.
     """
-    from tqdm.auto import tqdm
-
     if len(sentences) != len(params):
         raise ValueError(f"{len(sentences)} sentences but {len(params)} parameter sets")
     (Path(folder) / "wavs").mkdir(parents=True, exist_ok=True)
@@ -387,8 +387,6 @@ def build_hard_corpus(
 
 def read_synth_params(corpus: LJSpeechCorpus) -> list[dict[str, str]]:
     """Rows of a synthetic corpus's ``synth_params.csv`` (id, voice, speed, pitch, word_gap, num_samples)."""
-    import csv
-
     path = corpus.root / "synth_params.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: {corpus.root} is not a corpus built by build_corpus")
