@@ -47,7 +47,7 @@ def test_nasbench_run_writes_an_honest_results_folder(data_dir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--task", "imagenet"], "unknown task"),
+        (["--task", "no-such-task"], "unknown task"),
         (["--task", "nasbench", "--preset", "paper-9"], "unknown preset"),
         (["--task", "nasbench", "--preset", "paper-300", "--budget", "10"], "below the seed set"),
         (["--task", "nasbench", "--data", "/nonexistent/table.npz"], "does not exist"),

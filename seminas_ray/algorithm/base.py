@@ -66,6 +66,14 @@ class AskTellOptimizer(ABC, Generic[Arch]):
         """True when the optimizer will never propose anything again (by default: once the budget is spent)."""
         return self.budget is not None and self.n_asked >= self.budget
 
+    def n_ready(self) -> int:
+        """How many of the next asks are already fixed: no result still to come can change them.
+
+        An evaluator that is cheap per architecture (a table lookup) may take that many in one trial without
+        changing the search. The default, 0, means every ask may depend on the results still pending.
+        """
+        return 0
+
     def predicted_score(self, arch: Arch) -> float | None:
         """The optimizer's own prediction for ``arch`` when it proposed it (``None``: it has no predictor)."""
         return None

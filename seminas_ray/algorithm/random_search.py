@@ -26,11 +26,18 @@ class RandomSearch(AskTellOptimizer[Arch]):
         out: list[Arch] = []
         tries = 0
         while len(out) < n and tries < self._max_tries:
-            for arch in self.space.sample(self._rng, n - len(out)):
-                if self._register(arch):
-                    out.append(arch)
-            tries += 1
+            # one draw at a time: ask(n) asks exactly what n calls of ask(1) would, so batching changes nothing
+            arch = self.space.sample(self._rng, 1)[0]
+            if self._register(arch):
+                out.append(arch)
+                tries = 0
+            else:
+                tries += 1
         return out
+
+    def n_ready(self) -> int:
+        """Every draw is independent of the results."""
+        return self._room(1_000_000)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

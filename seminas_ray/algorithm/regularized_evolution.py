@@ -46,6 +46,10 @@ class RegularizedEvolution(AskTellOptimizer[Arch]):
             out.append(arch)
         return out
 
+    def n_ready(self) -> int:
+        """The random members that fill the first population; after that each child depends on the results."""
+        return self._room(max(0, self.population_size - self.n_asked))
+
     def _propose(self) -> Arch | None:
         for _ in range(self._max_tries):
             if self.n_asked < self.population_size or len(self._population) == 0:

@@ -41,6 +41,7 @@ from seminas_ray.tasks.base import Task
 from seminas_ray.tasks.nasbench_trial import METRIC
 from seminas_ray.tasks.nasbench_trial import nasbench_trainable
 
+LOOKUP_BATCH = 256  # lookups per Tune trial at most (only architectures already fixed: the search is unchanged)
 DEFAULT_DATA = {"nb101": "nb101/nb101_subset20k.npz", "nb201": "nb201/nb201_all15625_12epoch.csv"}
 
 
@@ -135,6 +136,7 @@ class NasbenchJob(SearchJob):
         trainable = tune.with_parameters(nasbench_trainable, table=self.table, seed=self.settings.seed)
         return SearchPlan(make_optimizer=self.make_optimizer, trainable=trainable, metric=METRIC, mode="max",
                           extra_result_keys=("test_metric", "repeat", "in_benchmark", "eval_seconds"),
+                          batch_size=LOOKUP_BATCH,
                           callbacks=[RoundPrinter(session.out, self.table), SearchMetrics(session.out.name)])
 
     def write_results(self, session: SearchSession, outcome: SearchOutcome) -> dict[str, Any]:
