@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The shared benchmark data beside the checkout, unless the caller points elsewhere.
 export SEMINAS_DATA_DIR ?= $(abspath ../shared/data)
-export RAY_AUTH_MODE ?= disabled
 # The main job on its embedded default (override with ARGS="...", e.g. ARGS="--task nasbench").
 ARGS ?= --task tts
 

@@ -40,6 +40,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from ray.autoscaler._private.util import prepare_config, validate_config
+from ray.scripts.scripts import start as ray_start  # the click command behind `ray start`
 
 # The dashboard, the GCS and the Ray Client server: anyone who reaches one of these can run code on the cluster.
 RAY_PUBLIC_PORTS = {8265: "dashboard", 6379: "GCS", 10001: "Ray Client server"}
@@ -175,14 +176,39 @@ def exposure_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+_AUTH_MODE_RE = re.compile(r"RAY_AUTH_MODE\s*[=:]\s*['\"]?([A-Za-z0-9_-]*)")
+
+
+def _strings(value: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every string in the config with its dotted path (commands, docker options, env settings)."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, list):
+        return [s for i, v in enumerate(value) for s in _strings(v, f"{where}[{i}]")]
+    return [(where, value)] if isinstance(value, str) else []
+
+
+def auth_problems(config: dict[str, Any]) -> list[str]:
+    """Places that turn Ray's token authentication off (``RAY_AUTH_MODE`` set to anything but ``token``).
+
+    Why: without it anyone who reaches a Ray port can submit code to the cluster; the shipped files start every
+    node with ``RAY_AUTH_MODE=token`` and ship the token.
+    """
+    problems = []
+    for where, text in _strings(config):
+        for mode in _AUTH_MODE_RE.findall(text):
+            if mode != "token":
+                problems.append(f"{where}: RAY_AUTH_MODE={mode or '(empty)'} turns token authentication off; "
+                                "use RAY_AUTH_MODE=token and ship ~/.ray/auth_token (see docs/cluster.md)")
+    return problems
+
+
 def unknown_ray_start_flags(config: dict[str, Any]) -> list[str]:
     """``--flags`` given to ``ray start`` in the start commands that this Ray's ``ray start`` does not have.
 
     A misspelt flag only surfaces when ``ray start`` fails on the node, after minutes of setup; this catches it here.
     """
-    from ray.scripts.scripts import start  # the click command behind `ray start`
-
-    known = {opt.split("=")[0] for param in start.params for opt in param.opts if opt.startswith("--")}
+    known = {opt.split("=")[0] for param in ray_start.params for opt in param.opts if opt.startswith("--")}
     problems = []
     for key in _START_COMMAND_KEYS:
         for i, cmd in enumerate(config.get(key) or []):
@@ -199,12 +225,16 @@ def unknown_ray_start_flags(config: dict[str, Any]) -> list[str]:
 
 
 def project_pins(pyproject: str | Path) -> dict[str, Requirement]:
-    """The ``==`` pins of :data:`PINNED_PACKAGES` in ``pyproject.toml`` ``[project].dependencies``."""
+    """The ``==`` pins of :data:`PINNED_PACKAGES` in ``pyproject.toml``: ``[project].dependencies`` and the optional
+    extras (torchaudio is pinned in ``[tts]``)."""
     pyproject = Path(pyproject)
     try:
-        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        project = tomllib.loads(pyproject.read_text())["project"]
+        deps = list(project["dependencies"])
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         raise ClusterConfigError(f"{pyproject}: cannot read [project].dependencies ({exc})") from exc
+    for extra in dict(project.get("optional-dependencies", {})).values():
+        deps += [d for d in extra if canonicalize_name(Requirement(d).name) != canonicalize_name(project["name"])]
     pins = {}
     for dep in deps:
         req = Requirement(dep)
@@ -241,7 +271,8 @@ def install_requirements(config: dict[str, Any], project_dir: str = "seminas_ray
                 continue
             reqs[canonicalize_name(req.name)] = req
         project = canonicalize_name(project_dir)
-        if project in reqs or any(path.rstrip("/").endswith(project_dir) for path in editable):
+        paths = [re.sub(r"\[[^\]]*\]$", "", path).rstrip("/") for path in editable]  # `-e dir[all]`: extras
+        if project in reqs or any(path.endswith(project_dir) for path in paths):
             reqs.pop(project, None)
             return reqs
     raise ClusterConfigError(f"no setup command installs the project (`pip install -e .../{project_dir}` or "
@@ -308,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR {exc}")
             failed = True
             continue
-        exposed = exposure_problems(prepared) + unknown_ray_start_flags(prepared)
+        exposed = exposure_problems(prepared) + auth_problems(prepared) + unknown_ray_start_flags(prepared)
         if exposed:
             failed = True
             for problem in exposed:

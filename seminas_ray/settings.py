@@ -1,6 +1,7 @@
 """Where the project finds benchmark data and keeps its caches (environment variables, never hard-coded paths).
 
 - ``SEMINAS_DATA_DIR``: folder with the shared benchmark data (``nb101/``, ``nb201/``). Unset means "not available".
+- ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``: set to ``0`` unless already set, so a local Ray instance binds to 127.0.0.1.
 - ``SEMINAS_CACHE_DIR``: cache for derived files (the NB101 enumeration, converted tfrecords, synthesized corpora);
   defaults to ``$XDG_CACHE_HOME/seminas_ray`` or ``~/.cache/seminas_ray``.
 """
@@ -11,6 +12,10 @@ from pathlib import Path
 
 DATA_ENV = "SEMINAS_DATA_DIR"
 CACHE_ENV = "SEMINAS_CACHE_DIR"
+#: Ray's switch for the address a local instance binds to: "0" (set by ``seminas_ray/__init__.py`` before ray is
+#: imported) makes it 127.0.0.1, so GCS, raylet, dashboard and agents listen on loopback only (docs/safety.md).
+#: Read once when ray is imported; drivers joining a cluster take the node's address from its raylet instead.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def data_dir() -> Path | None:

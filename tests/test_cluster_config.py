@@ -206,7 +206,8 @@ def test_ray_start_flags_exist(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CLUSTER_FILES, ids=lambda p: p.name)
 def test_install_command_pins_match_pyproject(path: Path) -> None:
-    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    deps = list(project["dependencies"]) + list(project["optional-dependencies"]["tts"])  # torchaudio: in [tts]
     wanted = {Requirement(d).name: Requirement(d) for d in deps}
     installs = [c for c in load_cluster_yaml(path)["setup_commands"] if " -e " in c and "seminas_ray" in c]
     assert len(installs) == 1, "exactly one setup command installs the project"
@@ -233,11 +234,11 @@ def test_release_tag_install_is_recognised(aws_raw: dict) -> None:
     # The variant the cluster.yaml comment suggests for deploying a tag instead of the working copy.
     tagged = copy.deepcopy(aws_raw)
     tagged["setup_commands"] = [
-        c.replace("-e $HOME/seminas_ray", '"seminas_ray @ git+https://github.com/you/seminas_ray@v0.1.0"')
+        c.replace('-e "$HOME/seminas_ray[all]"', '"seminas_ray[all] @ git+https://github.com/you/seminas_ray@v0.1.0"')
         for c in tagged["setup_commands"]
     ]
     assert install_pin_problems(validate_cluster_config(tagged), PYPROJECT) == []
-    tagged["setup_commands"] = [c for c in tagged["setup_commands"] if "seminas_ray @" not in c]
+    tagged["setup_commands"] = [c for c in tagged["setup_commands"] if "seminas_ray[all] @" not in c]
     with pytest.raises(ClusterConfigError, match="no setup command installs the project"):
         install_pin_problems(validate_cluster_config(tagged), PYPROJECT)
 

@@ -30,7 +30,10 @@ from typing import Any
 
 import yaml
 
+from seminas_ray.controller.config import CONTROLLER_SCHEMA
 from seminas_ray.controller.config import ControllerConfig
+from seminas_ray.utils.schema import dataclass_schema
+from seminas_ray.utils.schema import validate_settings
 
 TARGET_NORMS = ("zscore-fixed", "zscore", "minmax")
 SCHEDULES = ("fast", "exact")
@@ -131,7 +134,11 @@ class SemiNASConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown SemiNAS setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**copy.deepcopy(data))
+        return cls(**validate_settings(SEMINAS_SCHEMA, copy.deepcopy(data), "SemiNAS"))
+
+
+#: The types of :class:`SemiNASConfig` (the controller's nested) as a strict schema, checked before the range checks.
+SEMINAS_SCHEMA = dataclass_schema(SemiNASConfig, nested={"controller": CONTROLLER_SCHEMA})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -163,6 +170,13 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The first line of a YAML error, with its line and column when known."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """``"controller.hidden_size=16"`` -> ``{"controller": {"hidden_size": 16}}`` (value parsed as YAML)."""
     if "=" not in text:
@@ -170,7 +184,10 @@ def parse_override(text: str) -> dict[str, Any]:
     dotted, raw = text.split("=", 1)
     if not dotted.strip():
         raise ValueError(f"override {text!r} has an empty key")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--set {text}: the value is not valid YAML ({_yaml_problem(exc)}); quote it") from None
     out: dict[str, Any] = {}
     cursor = out
     parts = dotted.strip().split(".")
@@ -197,7 +214,12 @@ def build_config(
         path = Path(config_file)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:  # includes tags such as !!python/object, which safe_load refuses
+            raise ValueError(f"--config {path}: not a plain YAML mapping of settings ({_yaml_problem(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--config {path}: cannot be read as text ({exc})") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {path} must hold a mapping of settings, got {type(loaded).__name__}")
         data = merge_settings(data, loaded)

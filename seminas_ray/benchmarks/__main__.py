@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from typing import Sequence
 
@@ -133,15 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
-        table = load_table(args.data, benchmark=args.benchmark, dataset=args.dataset, epochs=args.epochs)
+        table = load_table(args.data, benchmark=args.benchmark, dataset=args.dataset, epochs=args.epochs,
+                           check_cells=args.command != "verify")  # verify counts malformed rows instead
+        load_s = time.perf_counter() - start
+        if args.command == "info":
+            return cmd_info(table, load_s)
+        return cmd_verify(table, load_s, progress=not args.no_progress)
     except (OSError, ValueError) as exc:  # TableFormatError and TFRecordError are ValueErrors
         message = " ".join(str(exc).split())  # one line
+        if str(args.data) not in message and Path(args.data).name not in message:
+            message = f"{args.data}: {message}"
         print(f"error: {message}", file=sys.stderr)
         return EXIT_BAD_FILE
-    load_s = time.perf_counter() - start
-    if args.command == "info":
-        return cmd_info(table, load_s)
-    return cmd_verify(table, load_s, progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -9,20 +9,20 @@ from pathlib import Path
 from typing import Any
 from typing import Callable
 
+from seminas_ray.benchmarks.nb101_convert import load_or_convert
 from seminas_ray.benchmarks.tables import NB201_DATASETS
 from seminas_ray.benchmarks.tables import NB101ApiSampleTable
 from seminas_ray.benchmarks.tables import NB101Table
 from seminas_ray.benchmarks.tables import NB201Table
 from seminas_ray.benchmarks.tables import Table
 from seminas_ray.benchmarks.tables import TableFormatError
+from seminas_ray.settings import data_dir
 
 BENCHMARKS = ("nb101", "nb201")
 
 
 def _load_tfrecord(path: Path, epochs: int | None = None, **_: Any) -> Table:
-    # Converting the real only108 file takes minutes; load_or_convert caches the npz by source size/mtime.
-    from seminas_ray.benchmarks.nb101_convert import load_or_convert
-
+    # Converting the real only108 file takes minutes; load_or_convert caches the npz by the source's SHA-256.
     return NB101Table(load_or_convert(path), name=path.stem, epochs=epochs)
 
 
@@ -40,8 +40,6 @@ def resolve_data_path(path: str | Path) -> Path:
     candidate = Path(path).expanduser()
     if candidate.exists():
         return candidate
-    from seminas_ray.settings import data_dir
-
     root = data_dir()
     if root is not None and not candidate.is_absolute() and (root / candidate).exists():
         return root / candidate
@@ -70,7 +68,8 @@ def sniff_kind(path: Path) -> str:
 
 
 def load_table(
-    path: str | Path, *, benchmark: str | None = None, dataset: str | None = None, epochs: int | None = None
+    path: str | Path, *, benchmark: str | None = None, dataset: str | None = None, epochs: int | None = None,
+    check_cells: bool = True,
 ) -> Table:
     """Open ``path`` as a table.
 
@@ -80,6 +79,7 @@ def load_table(
         dataset: NB201 dataset (cifar10 | cifar100 | imagenet; default cifar10). For NB101 only ``cifar10`` (or
             ``None``) is accepted: the benchmark was trained on CIFAR-10 only.
         epochs: NB101 npz/tfrecord only: the training budget of the metrics (default 108).
+        check_cells: refuse a table with a malformed architecture (``verify`` passes False: it counts them).
 
     Raises:
         FileNotFoundError: no such file.
@@ -101,7 +101,11 @@ def load_table(
         dataset = dataset or "cifar10"
         if dataset not in NB201_DATASETS:
             raise ValueError(f"unknown NB201 dataset {dataset!r} (choose from {', '.join(NB201_DATASETS)})")
-        return loader(resolved, dataset=dataset)
-    if dataset not in (None, "cifar10"):
-        raise ValueError(f"NAS-Bench-101 has CIFAR-10 results only; dataset {dataset!r} is not available")
-    return loader(resolved, epochs=epochs)
+        table = loader(resolved, dataset=dataset)
+    else:
+        if dataset not in (None, "cifar10"):
+            raise ValueError(f"NAS-Bench-101 has CIFAR-10 results only; dataset {dataset!r} is not available")
+        table = loader(resolved, epochs=epochs)
+    if check_cells:
+        table.check_cells()
+    return table

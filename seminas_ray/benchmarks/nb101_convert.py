@@ -17,10 +17,11 @@ Table schema (one row per unique module hash, sorted by hash). It is a superset 
   ``halfway_train_time_{E}_runs`` (halfway = ``evaluation_data[1]``).
 * ``final_training_time`` float32 [N]: mean over repeats of the final training time at the largest budget.
 * ``schema`` and ``source``: 0-d unicode arrays holding JSON (format name/version and column notes; the source
-  file's name, size, mtime, record count, budgets and repeats). Read them with :func:`read_table_metadata`.
+  file's name, size, mtime, SHA-256, record count, budgets and repeats). Read them with :func:`read_table_metadata`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -59,7 +60,18 @@ _FLUSH = 65_536  # records per numpy block: bounds the Python-object overhead of
 
 
 def _default_dst(src: Path) -> Path:
+    # one cache file per name; whether it may be reused is decided by the source's SHA-256 recorded inside it
     return cache_dir("nasbench101") / f"{src.stem}.npz"
+
+
+def source_digest(src: str | os.PathLike[str]) -> str:
+    """SHA-256 of the source file's bytes (one sequential read: about a second per GB, next to minutes of
+    conversion), the key of its converted table."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def convert_tfrecord(
@@ -76,10 +88,12 @@ def convert_tfrecord(
     on any error (corrupt or truncated input, malformed record) no output and no temp file remain.
     """
     src = Path(src)
+    digest = source_digest(src)
     dst = Path(dst) if dst is not None else _default_dst(src)
     stat = src.stat()
     columns, info = _read_columns(src, stat.st_size, progress=progress, verify_crc=verify_crc)
-    info.update({"name": src.name, "path": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    info.update({"name": src.name, "path": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                 "sha256": digest})
     columns["schema"] = np.array(json.dumps(_schema()))
     columns["source"] = np.array(json.dumps(info, sort_keys=True))
     _save_atomic(dst, columns)
@@ -94,13 +108,14 @@ def load_or_convert(
 ) -> Path:
     """Path of the converted table for ``src``, converting only when no up-to-date table exists.
 
-    A table is reused when it is newer than ``src``, has this module's format version, and records the same
-    source size and mtime (so a replaced source file is converted again).
+    A table is reused when it has this module's format version and records the SHA-256 of ``src``'s bytes: a
+    changed, corrupt or different file with the same name, size and mtime is converted (and checked) again, never
+    served another file's table.
     """
     src = Path(src)
+    digest = source_digest(src)
     dst = Path(dst) if dst is not None else _default_dst(src)
-    stat = src.stat()
-    if dst.exists() and dst.stat().st_mtime_ns >= stat.st_mtime_ns:
+    if dst.exists():
         try:
             meta = read_table_metadata(dst)
         except (OSError, ValueError, KeyError):
@@ -109,8 +124,7 @@ def load_or_convert(
             meta is not None
             and meta["schema"].get("format") == TABLE_FORMAT
             and meta["schema"].get("version") == TABLE_VERSION
-            and meta["source"].get("size") == stat.st_size
-            and meta["source"].get("mtime_ns") == stat.st_mtime_ns
+            and meta["source"].get("sha256") == digest
         ):
             return dst
     return convert_tfrecord(src, dst, progress=progress)

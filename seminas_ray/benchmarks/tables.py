@@ -35,12 +35,19 @@ from typing import Any
 from typing import Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from seminas_ray.spaces.base import InvalidArchitecture
 from seminas_ray.spaces.base import SearchSpace
+from seminas_ray.spaces.nasbench101 import NB101Space
 from seminas_ray.spaces.nasbench201 import N_CELLS as NB201_N_CELLS
 from seminas_ray.spaces.nasbench201 import NB201Space
 from seminas_ray.spaces.nasbench201 import parse_cell
+from seminas_ray.spaces.nb101_arrays import specs_from_arrays
+from seminas_ray.spaces.nb101_cell import CellSpec
+from seminas_ray.spaces.nb101_cell import validate
+from seminas_ray.spaces.nb101_hash import nb101_hash
+from seminas_ray.spaces.nb101_hash import nb101_hash_arrays
 from seminas_ray.spaces.restricted import RestrictedSpace
 
 #: Unique cells of the complete NAS-Bench-101 space (Ying et al. 2019).
@@ -54,6 +61,16 @@ _NB101_STRUCTURE = ("hash", "n_vertices", "adjacency", "labels")
 
 class TableFormatError(ValueError):
     """A benchmark file has the wrong schema, missing columns or unreadable content (message names the file)."""
+
+
+def _check_finite(source: str, metric: str, values: np.ndarray, keys: list[str], padded: bool) -> None:
+    """``TableFormatError`` naming the first row whose metric value is not a finite number."""
+    bad = np.isinf(values).any(axis=1) | (np.isnan(values).all(axis=1) if padded else np.isnan(values).any(axis=1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        shown = [float(v) for v in values[row]]
+        raise TableFormatError(f"{source}: {metric} of {keys[row]!r} (data row {row + 1}) is {shown}: metric values "
+                               f"must be finite numbers; fix or remove that row")
 
 
 @dataclass
@@ -98,6 +115,7 @@ class Table:
 
     name: str
     path: Path | None
+    _bad_cells: list[tuple[int, str]] = []  # (row, why): malformed architectures, see check_cells
     _keys: list[str]
     _index: dict[str, int]
     _search: np.ndarray
@@ -113,8 +131,13 @@ class Table:
         test: np.ndarray | None,
         columns: dict[str, np.ndarray],
         source: str,
+        padded: bool = False,
     ) -> None:
-        """Index the keys and precompute means and the sorted search values (for ranks)."""
+        """Index the keys and precompute means and the sorted search values (for ranks).
+
+        Metric values must be finite (an ``inf`` would become the "best" architecture); ``padded`` tables (fewer
+        repeats for some rows, filled with NaN by the loader) may hold NaN beside at least one finite repeat.
+        """
         n = len(keys)
         if n == 0:
             raise TableFormatError(f"{source}: the table has no rows")
@@ -129,6 +152,9 @@ class Table:
                 test = test[:, None]
             if test.shape[0] != n:
                 raise TableFormatError(f"{source}: {test.shape[0]} test values for {n} keys")
+        _check_finite(source, self.search_metric, search, keys, padded)
+        if test is not None:
+            _check_finite(source, self.test_metric or "test", test, keys, padded)
         index = {k: i for i, k in enumerate(keys)}
         if len(index) != n:
             dup = next(k for k, count in Counter(keys).items() if count > 1)
@@ -151,6 +177,17 @@ class Table:
             if self._test_mean is None or not np.isfinite(self._test_mean).any()
             else int(np.nanargmax(self._test_mean))
         )
+
+    def check_cells(self) -> None:
+        """``TableFormatError`` naming the first row whose architecture is malformed.
+
+        Why: a search (or ``info``) on such a table fails later naming no file; ``verify`` counts them instead.
+        """
+        if self._bad_cells:
+            row, why = self._bad_cells[0]
+            more = f" ({len(self._bad_cells)} such rows)" if len(self._bad_cells) > 1 else ""
+            raise TableFormatError(f"{self.path or self.name}: data row {row + 1} ({self._keys[row]!r}): {why}{more}; "
+                                   f"fix or remove that row")
 
     # -- basic container protocol -------------------------------------------------------------------------
     @property
@@ -317,6 +354,7 @@ class Table:
     # -- summaries and checks -----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """A JSON-able summary: size, metrics, repeats, units and the best architecture."""
+        self.check_cells()
         key, search, test = self.best()
         out: dict[str, Any] = {
             "name": self.name,
@@ -350,8 +388,6 @@ class Table:
 
         Also counts rows without any finite search value. ``progress`` shows a tqdm bar (on stderr).
         """
-        from tqdm import tqdm
-
         start = time.perf_counter()
         report = VerifyReport(n=len(self))
         with tqdm(total=len(self), desc=f"verify {self.name}", unit="arch", disable=not progress,
@@ -398,8 +434,6 @@ def _quiet_nanmean() -> Iterator[None]:
 # NAS-Bench-101
 # =====================================================================================================
 def _nb101_space() -> SearchSpace:
-    from seminas_ray.spaces.nasbench101 import NB101Space
-
     return NB101Space()
 
 
@@ -504,8 +538,6 @@ class NB101Table(_NB101Base):
         return self._spec(self.index_of(key))
 
     def _spec(self, row: int) -> Any:
-        from seminas_ray.spaces.nb101_arrays import specs_from_arrays
-
         sl = slice(row, row + 1)
         return specs_from_arrays(self._adjacency[sl], self._labels[sl], self._n_vertices[sl])[0]
 
@@ -515,10 +547,6 @@ class NB101Table(_NB101Base):
         The stored cells should be pruned already; a row whose pruning changes it is hashed from its pruned form
         (its key is still the pruned cell's hash), one by one.
         """
-        from seminas_ray.spaces.nb101_cell import validate
-        from seminas_ray.spaces.nb101_hash import nb101_hash
-        from seminas_ray.spaces.nb101_hash import nb101_hash_arrays
-
         problems: list[tuple[int, str, str]] = []
         as_stored: list[int] = []  # valid rows whose stored cell is already pruned
         for row in range(len(self)):
@@ -570,6 +598,7 @@ class NB101ApiSampleTable(_NB101Base):
         if not isinstance(data, dict) or not data:
             raise TableFormatError(f"{self.path}: expected a non-empty JSON object keyed by module hash")
         keys: list[str] = []
+        self._bad_cells = []
         self._specs: list[tuple[list[list[int]], list[str]]] = []
         runs_per_key: list[list[dict[str, Any]]] = []
         params: list[float] = []
@@ -583,11 +612,14 @@ class NB101ApiSampleTable(_NB101Base):
             if not isinstance(runs, list) or not runs:
                 raise TableFormatError(f"{self.path}: record {key!r}: 'runs_108' must be a non-empty list")
             for r, run in enumerate(runs):
+                if not isinstance(run, dict):
+                    raise TableFormatError(f"{self.path}: record {key!r}: runs_108[{r}] must be an object with "
+                                           f"final_validation_accuracy and final_test_accuracy, got {run!r}")
                 lacking = [m for m in ("final_validation_accuracy", "final_test_accuracy") if m not in run]
                 if lacking:
                     raise TableFormatError(f"{self.path}: record {key!r} run {r} lacks {', '.join(lacking)}")
             keys.append(str(key))
-            self._specs.append((rec["module_adjacency"], list(rec["module_operations"])))
+            self._specs.append(self._checked_spec(len(keys) - 1, rec["module_adjacency"], rec["module_operations"]))
             runs_per_key.append(runs)
             params.append(float(rec.get("trainable_parameters", float("nan"))))
         n_rep = max(len(r) for r in runs_per_key)
@@ -603,6 +635,9 @@ class NB101ApiSampleTable(_NB101Base):
                             col[i, r] = float(run[f])
                         except (TypeError, ValueError):
                             raise TableFormatError(f"{self.path}: record {keys[i]!r} run {r}: {f} is not a number")
+                        if f in (self.search_metric, self.test_metric) and not math.isfinite(col[i, r]):
+                            raise TableFormatError(f"{self.path}: record {keys[i]!r} run {r}: {f} is {run[f]!r}: "
+                                                   f"metric values must be finite numbers")
             columns[f"{f}_runs"] = col
         self._finish_init(
             keys=keys,
@@ -610,15 +645,23 @@ class NB101ApiSampleTable(_NB101Base):
             test=columns["final_test_accuracy_runs"],
             columns=columns,
             source=str(self.path),
+            padded=True,
         )
+
+    def _checked_spec(self, row: int, matrix: Any, ops: Any) -> tuple[Any, list[str]]:
+        """A record's cell; a malformed one is noted for :meth:`check_cells` (``verify`` counts it instead)."""
+        try:
+            validate(CellSpec(np.asarray(matrix, dtype=np.int64), [str(o) for o in ops]))
+        except (TypeError, ValueError) as exc:  # InvalidArchitecture is a ValueError
+            self._bad_cells.append((row, f"module_adjacency/module_operations is not a valid NB101 cell "
+                                         f"({' '.join(str(exc).split())})"))
+        return matrix, list(ops) if isinstance(ops, list) else ops
 
     def arch(self, key: str) -> Any:
         """The stored cell of ``key`` as a ``CellSpec``."""
         return self._spec(self.index_of(key))
 
     def _spec(self, row: int) -> Any:
-        from seminas_ray.spaces.nb101_cell import CellSpec
-
         matrix, ops = self._specs[row]
         return CellSpec(np.asarray(matrix, dtype=np.int64), list(ops))
 
@@ -666,6 +709,7 @@ class NB201Table(Table):
         self.search_metric = f"{dataset}-val"
         self.test_metric = f"{dataset}-test"
         self._space_obj = NB201Space()
+        self._bad_cells = []
         header, rows = _read_csv(self.path)
         missing = [c for c in ("cellstr", self.search_metric) if c not in header]
         if missing:
@@ -693,6 +737,11 @@ class NB201Table(Table):
             if col == "arch" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
                 values = values.astype(np.int64)
             numeric[col] = values
+        for row, key in enumerate(keys):
+            try:
+                parse_cell(key)
+            except InvalidArchitecture as exc:
+                self._bad_cells.append((row, str(exc)))
         self._finish_init(
             keys=keys,
             search=numeric[self.search_metric],

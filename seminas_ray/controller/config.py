@@ -12,13 +12,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from seminas_ray.utils.schema import dataclass_schema
+from seminas_ray.utils.schema import validate_settings
+
 _OUTPUT_ACTIVATIONS = ("linear", "sigmoid")
 _LR_SCALINGS = ("none", "linear", "sqrt")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ControllerConfig:
     """Hyper-parameters of the EPD controller (architecture, loss, optimiser) plus speed knobs.
+
+    A frozen value: derive a variant with ``dataclasses.replace`` (validated like a new one), never assign.
 
     Architecture / optimisation (the authors' meaning):
 
@@ -125,4 +130,8 @@ class ControllerConfig:
             raise ValueError(
                 f"unknown ControllerConfig key(s) {unknown}; known keys are {sorted(known)}"
             )
-        return cls(**d)
+        return cls(**validate_settings(CONTROLLER_SCHEMA, d, "controller"))
+
+
+#: The types of :class:`ControllerConfig` as a strict schema (checked before the dataclass's own range checks).
+CONTROLLER_SCHEMA = dataclass_schema(ControllerConfig)

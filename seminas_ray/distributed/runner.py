@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
+import sys
 import time
 from abc import ABC
 from abc import abstractmethod
@@ -31,14 +31,26 @@ from typing import Sequence
 import ray
 import yaml
 from ray import tune
+from ray.exceptions import GetTimeoutError
 from ray.util import remove_placement_group
 from ray.util.placement_group import placement_group
 
 from seminas_ray.algorithm.base import AskTellOptimizer
+from seminas_ray.distributed.run_folder import StateManifest
+from seminas_ray.distributed.run_folder import close_new_run_folder
+from seminas_ray.distributed.run_folder import create_run_folder
+from seminas_ray.distributed.run_folder import record_session
+from seminas_ray.distributed.run_folder import record_state_files
+from seminas_ray.distributed.run_folder import saved_evaluations
+from seminas_ray.distributed.run_folder import start_manifest
+from seminas_ray.distributed.run_folder import verify_run_folder
 from seminas_ray.distributed.searcher import AskTellSearcher
+from seminas_ray.reporting import write_json
 from seminas_ray.reporting import write_yaml
+from seminas_ray.settings import LOOPBACK_ENV
 
 WORK_GROUP_NAME = "seminas-controller"
+LOCALHOST = "127.0.0.1"
 TUNE_DIR = "tune"
 CONFIG_FILE = "config.yaml"
 
@@ -52,7 +64,9 @@ class SearchInterrupted(KeyboardInterrupt):
 # ------------------------------------------------------------------------------------------------------------
 # options that describe the machine a session runs on, not the search: a resumed run takes them from its new
 # command line instead of config.yaml
-SESSION_FIELDS = ("out", "resume", "overwrite", "address", "num_cpus", "dashboard")
+SESSION_FIELDS = ("out", "resume", "overwrite", "address", "num_cpus", "dashboard", "controller_device")
+# where the controller round trains: "auto" = "cuda" when the cluster has a GPU
+CONTROLLER_DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
@@ -76,8 +90,12 @@ class RunSettings:
     address: str | None = None
     num_cpus: int | None = None
     dashboard: bool = False
+    controller_device: str = "cpu"            # one of CONTROLLER_DEVICES
 
     def __post_init__(self) -> None:
+        if self.controller_device not in CONTROLLER_DEVICES:
+            raise ValueError(f"--controller-device must be one of {', '.join(CONTROLLER_DEVICES)}, "
+                             f"got {self.controller_device!r}")
         object.__setattr__(self, "overrides", tuple(self.overrides))
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
         if self.out is not None:
@@ -122,6 +140,7 @@ class SearchPlan:
     extra_result_keys: tuple[str, ...] = ()     # result fields copied into the evaluation log
     callbacks: Sequence[Callable[[AskTellSearcher, str], None]] = ()
     max_failures: int = 2
+    batch_size: int = 1                         # >1: cheap evaluators take a round's fixed architectures per trial
 
 
 @dataclass
@@ -133,6 +152,12 @@ class SearchSession:
     resources: dict[str, float]
     work_cpus: float
     work_group_name: str = WORK_GROUP_NAME
+    work_gpus: float = 0.0                      # GPUs of the controller round (its reserved bundle holds them)
+
+    @property
+    def controller_device(self) -> str:
+        """Where the controller round trains: ``"cuda"`` when it was given a GPU, else ``"cpu"``."""
+        return "cuda" if self.work_gpus > 0 else "cpu"
 
     @property
     def resume(self) -> bool:
@@ -187,14 +212,11 @@ class SearchJob(ABC):
 # ------------------------------------------------------------------------------------------------------------
 # The results folder
 # ------------------------------------------------------------------------------------------------------------
-def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Create ``out``; refuse a folder that already holds files unless ``overwrite`` (then it is replaced)."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds files (a previous run?): use --resume {out} to continue "
-                                  f"it, --overwrite to replace it, or another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+def prepare_out_dir(out: Path, *, overwrite: bool) -> Path | None:
+    """Create ``out`` for a new run; refuse a folder that holds files unless ``overwrite``, and with ``overwrite``
+    anything that is not a results folder of ours. The replaced run is moved aside (returned), not deleted: the
+    runner deletes it once the new run has something to keep, or puts it back (:func:`close_new_run_folder`)."""
+    return create_run_folder(out, overwrite=overwrite)
 
 
 def load_saved_settings(out: Path, task: str) -> dict[str, Any]:
@@ -231,18 +253,60 @@ def ray_session(settings: RunSettings, *, log_to_driver: bool = False,
     The placement group is removed on the way out, whatever happens.
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if settings.num_cpus is not None and settings.num_cpus < 1:
+        raise ValueError(f"--num-cpus must be at least 1, got {settings.num_cpus}")
     if not ray.is_initialized():
-        ray.init(address=settings.address, num_cpus=settings.num_cpus if settings.address is None else None,
-                 include_dashboard=settings.dashboard, configure_logging=False, log_to_driver=log_to_driver)
+        local = settings.address is None
+        ray.init(address=settings.address, num_cpus=settings.num_cpus if local else None,
+                 include_dashboard=settings.dashboard, dashboard_host=LOCALHOST, configure_logging=False,
+                 log_to_driver=log_to_driver)
+        if local:
+            warn_if_exposed()
     resources = dict(ray.cluster_resources())
     total = float(resources.get("CPU", 1.0))
     cpus = work_cpus if work_cpus is not None else (1.0 if total >= 2 else 0.5 * total)
-    group = placement_group([{"CPU": cpus}], name=WORK_GROUP_NAME)
+    gpus = controller_gpus(settings.controller_device, resources)
+    group = placement_group([work_bundle(cpus, gpus)], name=WORK_GROUP_NAME)
     try:
-        ray.get(group.ready(), timeout=120)
+        try:
+            ray.get(group.ready(), timeout=120)
+        except GetTimeoutError:
+            what = f"{cpus:g} CPU" + (f" and {gpus:g} GPU" if gpus else "")
+            raise ValueError(f"Ray could not reserve {what} for the controller in 120 s (the cluster has "
+                             f"{total:g} CPUs, other jobs may hold them): give --num-cpus 2 or more") from None
         yield resources, cpus
     finally:
         remove_placement_group(group)
+
+
+def controller_gpus(device: str, resources: Mapping[str, float]) -> float:
+    """GPUs the controller round asks for: 1 for ``cuda`` (refused on a cluster without one), 0 for ``cpu``, and for
+    ``auto`` 1 when the cluster has a GPU. The round holds it for its whole run (pseudo-labelling tasks inside its
+    placement group then ask for CPUs only, see ``choose_task_options``)."""
+    if device not in CONTROLLER_DEVICES:
+        raise ValueError(f"--controller-device must be one of {', '.join(CONTROLLER_DEVICES)}, got {device!r}")
+    has_gpu = float(resources.get("GPU", 0.0)) >= 1
+    if device == "cuda" and not has_gpu:
+        raise ValueError("--controller-device cuda: the Ray cluster has no GPU (use cpu or auto)")
+    return 1.0 if device == "cuda" or (device == "auto" and has_gpu) else 0.0
+
+
+def work_bundle(cpus: float, gpus: float) -> dict[str, float]:
+    """The placement-group bundle reserved for the controller round (and the tasks it spawns)."""
+    return {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
+
+
+def warn_if_exposed() -> None:
+    """One line on stderr when the local Ray instance is not bound to the loopback interface.
+
+    Why: Ray's services bind to the node's address, which is loopback only when ``LOOPBACK_ENV=0`` was set before
+    ``ray`` was imported (``import seminas_ray`` does it); a program that imported ray earlier gets a Ray instance
+    reachable from the network.
+    """
+    address = ray.util.get_node_ip_address()
+    if address not in (LOCALHOST, "::1"):
+        print(f"warning: the local Ray instance listens on {address}, not only on {LOCALHOST}: set "
+              f"{LOOPBACK_ENV}=0 before importing ray to keep it off the network", file=sys.stderr, flush=True)
 
 
 def lookup_trial_cpus(total_cpus: float, concurrency: int, wanted: float, reserved: float) -> float:
@@ -253,6 +317,11 @@ def lookup_trial_cpus(total_cpus: float, concurrency: int, wanted: float, reserv
 # ------------------------------------------------------------------------------------------------------------
 # The search
 # ------------------------------------------------------------------------------------------------------------
+def trial_name(trial: Any) -> str:
+    """Short trial names and folders: the default repeats the (long) architecture config."""
+    return f"trial_{trial.trial_id}"
+
+
 def _tuner(plan: SearchPlan, session: SearchSession) -> tuple[tune.Tuner, AskTellSearcher]:
     settings = session.settings
     cpus = plan.trial_cpus
@@ -264,17 +333,24 @@ def _tuner(plan: SearchPlan, session: SearchSession) -> tuple[tune.Tuner, AskTel
     if settings.resume:
         tuner = tune.Tuner.restore(str(session.out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
-        return tuner, AskTellSearcher.restored(run_id)
+        restored = AskTellSearcher.restored(run_id)
+        # the machine is this session's: its reserved CPUs/GPU and device, not the interrupted session's
+        restored.configure_work(num_cpus=session.work_cpus, num_gpus=session.work_gpus,
+                                device=session.controller_device)
+        return tuner, restored
     searcher = AskTellSearcher(plan.make_optimizer(), metric=plan.metric, mode=plan.mode,
-                               work_num_cpus=session.work_cpus, callbacks=list(plan.callbacks),
+                               work_num_cpus=session.work_cpus, work_num_gpus=session.work_gpus,
+                               work_device=session.controller_device, callbacks=list(plan.callbacks),
                                work_placement_group_name=session.work_group_name, include_pool=plan.include_pool,
-                               extra_result_keys=plan.extra_result_keys, run_id=run_id)
+                               extra_result_keys=plan.extra_result_keys, run_id=run_id, batch_size=plan.batch_size)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=max(1, settings.concurrency), reuse_actors=True),
+                                    max_concurrent_trials=max(1, settings.concurrency), reuse_actors=True,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(session.out), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=plan.max_failures)),
+                                  failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+                                  callbacks=[StateManifest()]),  # digests of the state files (resume checks them)
     )
     return tuner, searcher
 
@@ -296,18 +372,52 @@ def run_search(job: SearchJob, settings: RunSettings) -> dict[str, Any]:
     if settings.out is None:
         raise ValueError("no results folder given (--out)")
     out = settings.out.resolve()
-    if not settings.resume:
-        prepare_out_dir(out, overwrite=settings.overwrite)
-        write_yaml(out / CONFIG_FILE, {"task": job.task, "settings": settings.search_dict(), **job.describe()})
-    print(job.headline(), flush=True)
-    with ray_session(settings, log_to_driver=job.log_to_driver) as (resources, work_cpus):
-        session = SearchSession(settings=settings, out=out, resources=resources, work_cpus=work_cpus)
-        with job.evaluator(session) as plan:
-            outcome = tune_search(plan, session)
-            job.after_search(outcome)
-        return job.write_results(session, outcome)
+    started, t0 = time.time(), time.perf_counter()
+    aside = None
+    if settings.resume:
+        verify_run_folder(out)  # before anything of Tune's is unpickled (state_manifest.json, docs/safety.md)
+    else:
+        aside = prepare_out_dir(out, overwrite=settings.overwrite)
+    finished = False
+    try:
+        if not settings.resume:
+            write_yaml(out / CONFIG_FILE, {"task": job.task, "settings": settings.search_dict(), **job.describe()})
+            start_manifest(out)
+        print(job.headline(), flush=True)
+        with ray_session(settings, log_to_driver=job.log_to_driver) as (resources, work_cpus):
+            session = SearchSession(settings=settings, out=out, resources=resources, work_cpus=work_cpus,
+                                    work_gpus=controller_gpus(settings.controller_device, resources))
+            with job.evaluator(session) as plan:
+                # fit() returns (done, or Ctrl-C) only after Tune's final save is copied into tune/: record the
+                # files as they are now (if it raised, the digests the callback took at each save stand)
+                try:
+                    outcome = tune_search(plan, session)
+                except SearchInterrupted:
+                    record_state_files(out)
+                    raise
+                record_state_files(out)
+                job.after_search(outcome)
+            report = job.write_results(session, outcome)
+        finished = True
+    finally:
+        # a new run that stopped before its first evaluation leaves nothing (and the run it replaced comes back);
+        # otherwise the folder stays, resumable, with this session's wall time
+        keep = settings.resume or finished or saved_evaluations(out) > 0
+        if not settings.resume:
+            close_new_run_folder(out, aside, keep=keep)
+        if keep:
+            sessions = record_session(out, started, time.perf_counter() - t0)
+    return add_sessions(out, report, sessions)
 
 
-__all__ = ["RunSettings", "SearchInterrupted", "SearchJob", "SearchOutcome", "SearchPlan", "SearchSession",
-           "load_saved_settings", "lookup_trial_cpus", "prepare_out_dir", "ray_session", "resolve_settings",
-           "run_search", "tune_search"]
+def add_sessions(out: Path, report: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    """``report.json`` with every session of the run and the total wall time (a resume adds a session)."""
+    report = dict(report, sessions=sessions, wall_seconds=round(sum(s["seconds"] for s in sessions), 2))
+    if (out / "report.json").is_file():
+        write_json(out / "report.json", report)
+    return report
+
+
+__all__ = ["CONTROLLER_DEVICES", "RunSettings", "controller_gpus", "work_bundle", "SearchInterrupted", "SearchJob", "SearchOutcome", "SearchPlan", "SearchSession",
+           "add_sessions", "load_saved_settings", "lookup_trial_cpus", "prepare_out_dir", "ray_session",
+           "resolve_settings", "run_search", "tune_search"]

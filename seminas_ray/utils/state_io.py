@@ -3,14 +3,17 @@
 The state is written as one ``.npz`` file: every array becomes an entry ``a<i>``, and the nested structure, with
 arrays replaced by ``{"__ndarray__": "a<i>"}``, is stored as UTF-8 JSON in the entry ``__state__``. Loading uses
 ``np.load(allow_pickle=False)``, so a state file can never execute code. Writes are atomic (temp file, then
-``os.replace``).
+``os.replace``); :func:`verify_state_file` reads a whole file back (zip CRC-32 per entry) and :func:`sha256_file`
+gives the digest the run folder's manifest records (``distributed/run_folder.py``).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +72,10 @@ def loads_state(data: bytes, source: str = "<bytes>") -> Any:
     return _unpack(meta, arrays)
 
 
-def save_state(path: str | os.PathLike[str], state: Any) -> Path:
-    """Atomically write ``state`` to ``path``."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file and ``os.replace``: a reader (or a kill) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = dumps_state(state)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -86,6 +88,38 @@ def save_state(path: str | os.PathLike[str], state: Any) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def save_state(path: str | os.PathLike[str], state: Any) -> Path:
+    """Atomically write ``state`` to ``path``."""
+    return atomic_write_bytes(path, dumps_state(state))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (read in blocks: state files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_state_file(path: str | os.PathLike[str]) -> None:
+    """Read every entry of a state file (the zip CRC-32 of each is checked): ``ValueError`` naming a bad file.
+
+    Why: a truncated or corrupted state must be refused before a resume starts, not deep inside Tune.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is not a valid state file ({exc})") from None
+    if bad is not None:
+        raise ValueError(f"{path} is corrupted (bad CRC in entry {bad})")
+    if "__state__.npy" not in names:
+        raise ValueError(f"{path} is not a valid state file: no __state__ entry")
 
 
 def load_state(path: str | os.PathLike[str]) -> Any:

@@ -24,10 +24,34 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
+from ray.exceptions import RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from seminas_ray.reporting import atomic_write_text
+from seminas_ray.reporting import write_csv
+from seminas_ray.reporting import write_json
+from seminas_ray.spaces.tts import TRANSFORMER_TTS_ARCH
+from seminas_ray.spaces.tts import TTSSpace
+from seminas_ray.tasks.tts import asr as tts_asr
+from seminas_ray.tasks.tts.audio import mel_to_wav
+from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE
+from seminas_ray.tasks.tts.ljspeech import read_wav
+from seminas_ray.tasks.tts.ljspeech import write_wav
+from seminas_ray.tasks.tts.model import ChildModel
+from seminas_ray.tasks.tts.model import TTSModelConfig
+from seminas_ray.tasks.tts.model import count_parameters
 from seminas_ray.tasks.tts.packing import pack_items
 from seminas_ray.tasks.tts.packing import unpack_items
 from seminas_ray.tasks.tts.text import separator_ids
+from seminas_ray.tasks.tts.training import alignment_errors
+from seminas_ray.tasks.tts.training import evaluate_arch
+from seminas_ray.tasks.tts.training import make_batches
+from seminas_ray.tasks.tts.training import make_optimizer
+from seminas_ray.tasks.tts.training import make_scheduler
+from seminas_ray.tasks.tts.training import synthesize
+from seminas_ray.tasks.tts.training import train_steps
+from seminas_ray.tasks.tts.training import word_spans
 from seminas_ray.utils.progress import progress_bar
 
 BASELINE_NAME = "Transformer-TTS (baseline)"
@@ -54,26 +78,35 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
     gl_iters, max_len_ratio, eval_batch_size, separator_ids, mel_mean, mel_std, asr, n_keep (utterances whose mel,
     attention and audio come back for plots and samples).
     """
-    import torch
-
-    from seminas_ray.tasks.tts.audio import mel_to_wav
-    from seminas_ray.tasks.tts.model import ChildModel
-    from seminas_ray.tasks.tts.model import TTSModelConfig
-    from seminas_ray.tasks.tts.model import count_parameters
-    from seminas_ray.tasks.tts.training import alignment_errors
-    from seminas_ray.tasks.tts.training import evaluate_arch
-    from seminas_ray.tasks.tts.training import make_batches
-    from seminas_ray.tasks.tts.training import make_optimizer
-    from seminas_ray.tasks.tts.training import make_scheduler
-    from seminas_ray.tasks.tts.training import synthesize
-    from seminas_ray.tasks.tts.training import train_steps
-    from seminas_ray.tasks.tts.training import word_spans
-
     torch.set_num_threads(max(1, int(opts["threads"])))
     torch.manual_seed(int(opts["seed"]))
     device = torch.device("cuda" if opts.get("device") == "cuda" and torch.cuda.is_available() else "cpu")
     cfg = TTSModelConfig.from_dict(dict(model_cfg))
     model = ChildModel(key, cfg).to(device)
+    done, last, sums, train_seconds = _train_final(name, model, cfg, train, opts)
+    valid_batches = make_batches(unpack_items(valid), cfg.r, batch_size=16)
+    valid_scores = evaluate_arch(model, None, valid_batches, cfg, seed=int(opts["seed"]))
+
+    out_sets: dict[str, Any] = {}
+    t1 = time.perf_counter()
+    for set_name, spec in sets.items():
+        records, kept, wavs = _synthesize_set(name, set_name, spec, model, cfg, opts)
+        hyps = _recognise(wavs, int(opts["seed"]), f"{name}: recognising {set_name} sentences") if opts["asr"] else None
+        if hyps is not None:
+            for r, h in zip(records, hyps):
+                r["hyp"] = h
+        out_sets[set_name] = {"records": records, "kept": kept}
+    return {"name": name, "key": key, "params": count_parameters(model), "train_steps": done,
+            "train_seconds": round(train_seconds, 1), "ms_per_step": round(1000 * train_seconds / max(done, 1), 1),
+            "train_loss_last": last.get("loss"), "train_loss_mean": sums.get("loss", 0.0) / max(done, 1),
+            "valid_dfr_tf": valid_scores["dfr"], "valid_loss": valid_scores["loss"],
+            "eval_seconds": round(time.perf_counter() - t1, 1), "sets": out_sets, "device": str(device)}
+
+
+def _train_final(name: str, model: Any, cfg: TTSModelConfig, train: dict[str, np.ndarray],
+                 opts: dict[str, Any]) -> tuple[int, dict[str, float], dict[str, float], float]:
+    """``opts["steps"]`` training steps from scratch, in chunks of 25 (progress bar);
+    returns (steps done, the last chunk's losses, step-weighted loss sums, seconds)."""
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     batches = make_batches(unpack_items(train), cfg.r, batch_size=opts["batch_size"], max_frames=opts["max_frames"],
@@ -96,68 +129,59 @@ def train_and_synthesize(name: str, key: str, model_cfg: dict[str, Any], train: 
             bar.set_description(f"final training: {name} loss {last['loss']:.3f}")
     if bar is not None:
         bar.close()
-    train_seconds = time.perf_counter() - t0
-    valid_batches = make_batches(unpack_items(valid), cfg.r, batch_size=16)
-    valid_scores = evaluate_arch(model, None, valid_batches, cfg, seed=int(opts["seed"]))
+    return done, last, sums, time.perf_counter() - t0
 
-    out_sets: dict[str, Any] = {}
-    t1 = time.perf_counter()
-    for set_name, spec in sets.items():
-        chars_list = [np.asarray(c, dtype=np.int64) for c in spec["chars"]]
-        gt_frames = [int(f) for f in spec["gt_frames"]]
-        records: list[dict[str, Any]] = []
-        wavs: list[np.ndarray] = []
-        kept: list[dict[str, Any]] = []
-        bs = max(1, int(opts["eval_batch_size"]))
-        bar = progress_bar(len(chars_list), f"{name}: synthesising {set_name} sentences", unit="utt")
-        for start in range(0, len(chars_list), bs):
-            idx = list(range(start, min(start + bs, len(chars_list))))
-            caps = [max(cfg.r, int(math.ceil(gt_frames[i] * opts["max_len_ratio"]))) for i in idx]
-            width = max(len(chars_list[i]) for i in idx)
-            chars = torch.zeros(len(idx), width, dtype=torch.long)
-            for row, i in enumerate(idx):
-                chars[row, : len(chars_list[i])] = torch.as_tensor(np.array(chars_list[i]))  # a writable copy
-            lens = torch.tensor([len(chars_list[i]) for i in idx])
-            res = synthesize(model, None, chars, max(caps), text_lens=lens, seed=int(opts["seed"]))
-            for row, i in enumerate(idx):
-                stop_step = res.stop_steps[row]
-                frames = min(res.lengths[row], caps[row])
-                fired = stop_step is not None and res.lengths[row] <= caps[row]
-                attn = res.attn[row]
-                words = word_spans(chars_list[i], opts["separator_ids"])
-                align = alignment_errors(attn, words=words or None)
-                mel = res.mels[row, :frames].numpy().T * opts["mel_std"] + opts["mel_mean"]  # log-mel (80, frames)
+
+def _synthesize_set(name: str, set_name: str, spec: dict[str, Any], model: Any, cfg: TTSModelConfig,
+                    opts: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[np.ndarray]]:
+    """Free-running synthesis + Griffin-Lim of one evaluation set, ``eval_batch_size`` sentences per call;
+    returns (one record per sentence, the first ``n_keep`` sentences' mel/attention/audio, every wav)."""
+    chars_list = [np.asarray(c, dtype=np.int64) for c in spec["chars"]]
+    gt_frames = [int(f) for f in spec["gt_frames"]]
+    records: list[dict[str, Any]] = []
+    wavs: list[np.ndarray] = []
+    kept: list[dict[str, Any]] = []
+    bs = max(1, int(opts["eval_batch_size"]))
+    bar = progress_bar(len(chars_list), f"{name}: synthesising {set_name} sentences", unit="utt")
+    for start in range(0, len(chars_list), bs):
+        idx = list(range(start, min(start + bs, len(chars_list))))
+        caps = [max(cfg.r, int(math.ceil(gt_frames[i] * opts["max_len_ratio"]))) for i in idx]
+        width = max(len(chars_list[i]) for i in idx)
+        chars = torch.zeros(len(idx), width, dtype=torch.long)
+        for row, i in enumerate(idx):
+            chars[row, : len(chars_list[i])] = torch.as_tensor(np.array(chars_list[i]))  # a writable copy
+        lens = torch.tensor([len(chars_list[i]) for i in idx])
+        res = synthesize(model, None, chars, max(caps), text_lens=lens, seed=int(opts["seed"]))
+        for row, i in enumerate(idx):
+            stop_step = res.stop_steps[row]
+            frames = min(res.lengths[row], caps[row])
+            fired = stop_step is not None and res.lengths[row] <= caps[row]
+            attn = res.attn[row]
+            words = word_spans(chars_list[i], opts["separator_ids"])
+            align = alignment_errors(attn, words=words or None)
+            mel = res.mels[row, :frames].numpy().T * opts["mel_std"] + opts["mel_mean"]  # log-mel (80, frames)
+            if frames > 0:
                 wav = mel_to_wav(mel, n_iter=int(opts["gl_iters"]), seed=int(opts["seed"])).numpy()
-                wavs.append(wav if wav.size else np.zeros(256, np.float32))
-                records.append({"frames": frames, "gt_frames": gt_frames[i], "stop_fired": bool(fired),
-                                "length_ratio": frames / max(gt_frames[i], 1), "n_skipped": align["n_skipped"],
-                                "repeats": align["repeats"], "jumps": align["jumps"],
-                                "attention_ok": bool(align["ok"])})
-                if i < int(opts["n_keep"]):
-                    kept.append({"index": i, "mel": mel.astype(np.float32), "attn": attn.numpy().astype(np.float32),
-                                 "wav": wavs[-1].astype(np.float32)})
-            if bar is not None:
-                bar.update(len(idx))
+            else:  # nothing synthesised (an untrained model stops at once): silence, counted as a failed sentence
+                wav = np.zeros(0, np.float32)
+                mel = np.zeros((res.mels.shape[-1], 1), np.float32)
+            wavs.append(wav if wav.size else np.zeros(256, np.float32))
+            records.append({"frames": frames, "gt_frames": gt_frames[i], "stop_fired": bool(fired),
+                            "length_ratio": frames / max(gt_frames[i], 1), "n_skipped": align["n_skipped"],
+                            "repeats": align["repeats"], "jumps": align["jumps"],
+                            "attention_ok": bool(align["ok"])})
+            if i < int(opts["n_keep"]):
+                kept.append({"index": i, "mel": mel.astype(np.float32), "attn": attn.numpy().astype(np.float32),
+                             "wav": wavs[-1].astype(np.float32)})
         if bar is not None:
-            bar.close()
-        hyps = _recognise(wavs, int(opts["seed"]), f"{name}: recognising {set_name} sentences") if opts["asr"] else None
-        if hyps is not None:
-            for r, h in zip(records, hyps):
-                r["hyp"] = h
-        out_sets[set_name] = {"records": records, "kept": kept}
-    return {"name": name, "key": key, "params": count_parameters(model), "train_steps": done,
-            "train_seconds": round(train_seconds, 1), "ms_per_step": round(1000 * train_seconds / max(done, 1), 1),
-            "train_loss_last": last.get("loss"), "train_loss_mean": sums.get("loss", 0.0) / max(done, 1),
-            "valid_dfr_tf": valid_scores["dfr"], "valid_loss": valid_scores["loss"],
-            "eval_seconds": round(time.perf_counter() - t1, 1), "sets": out_sets, "device": str(device)}
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return records, kept, wavs
 
 
 def _recognise(wavs: list[Any], seed: int, desc: str) -> list[str]:
     """``asr.transcribe`` (one fresh decoder, noise seeded per position) with a progress bar: 1-4 s per utterance."""
-    from seminas_ray.tasks.tts import asr as tts_asr
-    from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE
-    from seminas_ray.tasks.tts.ljspeech import read_wav
-
     recognizer = tts_asr.Recognizer()
     bar = progress_bar(len(wavs), desc, unit="utt")
     out = []
@@ -197,10 +221,6 @@ def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_
                      baseline_key: str | None = None) -> dict[str, Any]:
     """Train + synthesise + measure the best architecture and the baseline (plots, samples and
     ``final_sentences.csv`` go to ``out``); returns the ``final`` part of the report."""
-    from seminas_ray.spaces.tts import TRANSFORMER_TTS_ARCH
-    from seminas_ray.spaces.tts import TTSSpace
-    from seminas_ray.tasks.tts import asr as tts_asr
-
     baseline_key = baseline_key or str(TRANSFORMER_TTS_ARCH)
     use_asr = tts_asr.asr_available()
     resources = ray.cluster_resources()
@@ -235,14 +255,19 @@ def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_
             for name, key in systems.items()}
     gt_ref = None
     if use_asr:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         paths = {"test": [str(data.test_utts[i].wav_path) for i in test_idx],
                  "hard": [str(data.hard_utts[i].wav_path) for i in hard_idx]}
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         # a few seconds of decoding per utterance: it runs beside the two trainings rather than after them
         gt_ref = _gt_task.options(name="ground_truth_asr", num_cpus=0.01, scheduling_strategy=here).remote(paths, seed)
-    results = {name: ray.get(ref) for name, ref in refs.items()}
+    results, failed = {}, []
+    for name, ref in refs.items():
+        try:
+            results[name] = ray.get(ref)
+        except (RayTaskError, ValueError, RuntimeError) as exc:  # one system failing must not lose the search
+            reason = " ".join(str(getattr(exc, "cause", None) or exc).split())[-300:]
+            failed.append({"system": name, "key": systems[name], "error": reason})
+            print(f"final evaluation: {name} could not be trained or synthesised ({reason})", flush=True)
     gt_hyps = ray.get(gt_ref) if gt_ref is not None else None
     eval_seconds = time.perf_counter() - t0
 
@@ -265,9 +290,8 @@ def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_
     gt_row = ground_truth_metrics(texts, gt_hyps, len(test_idx), len(hard_idx))
     for row in rows:
         row.pop("_reasons", None)
+    rows += failed  # an error row per system that could not be evaluated
     files = write_artifacts(out, data, results, test_idx, hard_idx, ids, texts, preset)
-    from seminas_ray.reporting import write_csv
-
     write_csv(out / "final_sentences.csv", sentence_rows)
     return {"systems": rows, "ground_truth": gt_row, "eval_seconds": round(eval_seconds, 1),
             "n_test": len(test_idx), "n_hard": len(hard_idx), "asr": use_asr, "final_model": final_cfg.to_dict(),
@@ -277,8 +301,6 @@ def final_evaluation(out: Path, data: Any, preset: Any, final_cfg: Any, *, best_
 def system_metrics(name: str, res: dict[str, Any], texts: dict[str, list[str]],
                    gt_hyps: dict[str, list[str]] | None, space: Any) -> dict[str, Any]:
     """One row of the results table from a system's task result."""
-    from seminas_ray.tasks.tts import asr as tts_asr
-
     test, hard = res["sets"]["test"]["records"], res["sets"]["hard"]["records"]
     row: dict[str, Any] = {
         "system": name, "key": res["key"], "arch": space.describe(res["key"]), "params": res["params"],
@@ -308,8 +330,6 @@ def system_metrics(name: str, res: dict[str, Any], texts: dict[str, list[str]],
 def ground_truth_metrics(texts: dict[str, list[str]], gt_hyps: dict[str, list[str]] | None, n_test: int,
                          n_hard: int) -> dict[str, Any]:
     """The ground-truth row: the recogniser's own errors on the reference recordings (the ceiling)."""
-    from seminas_ray.tasks.tts import asr as tts_asr
-
     row: dict[str, Any] = {"system": "Ground truth (recordings)", "n_test": n_test, "n_hard": n_hard}
     if gt_hyps is not None:
         test = tts_asr.word_error_rate(texts["test"], gt_hyps["test"])
@@ -324,14 +344,9 @@ def ground_truth_metrics(texts: dict[str, list[str]], gt_hyps: dict[str, list[st
 def write_artifacts(out: Path, data: Any, results: dict[str, Any], test_idx: list[int], hard_idx: list[int],
                     ids: dict[str, list[str]], texts: dict[str, list[str]], preset: Any) -> dict[str, list[str]]:
     """samples/*.wav (ground truth, best, baseline) and plots/*.png (attention, mel); returns relative paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seminas_ray.tasks.tts.audio import mel_to_wav
-    from seminas_ray.tasks.tts.ljspeech import read_wav
-    from seminas_ray.tasks.tts.ljspeech import write_wav
+    # matplotlib only when plotting (~0.4 s): the Ray training tasks import this module too. Figures are built with
+    # the object API, which renders through Agg without pyplot, so no process-wide backend is switched.
+    from matplotlib.figure import Figure
 
     samples, plots = out / "samples", out / "plots"
     samples.mkdir(parents=True, exist_ok=True)
@@ -354,7 +369,10 @@ def write_artifacts(out: Path, data: Any, results: dict[str, Any], test_idx: lis
 
     # attention: rows = systems, columns = first test sentence and first hard sentence
     names = list(results)
-    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.2 * len(names)), dpi=110, squeeze=False)
+    if not names:
+        return files
+    fig = Figure(figsize=(11, 3.2 * len(names)), dpi=110)
+    axes = fig.subplots(len(names), 2, squeeze=False)
     for r, name in enumerate(names):
         for c, set_name in enumerate(("test", "hard")):
             ax = axes[r][c]
@@ -370,14 +388,14 @@ def write_artifacts(out: Path, data: Any, results: dict[str, Any], test_idx: lis
     fig.tight_layout()
     path = plots / "attention.png"
     fig.savefig(path)
-    plt.close(fig)
     files["png"].append(str(path.relative_to(out)))
 
     # mel: ground truth vs the two systems for the first test sentence
     gt = data.test[test_idx[0]][1].T * data.mel_std + data.mel_mean
     panels = [("ground truth", gt)] + [(short[name], results[name]["sets"]["test"]["kept"][0]["mel"])
                                        for name in names if results[name]["sets"]["test"]["kept"]]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.3 * len(panels)), dpi=110, squeeze=False)
+    fig = Figure(figsize=(9, 2.3 * len(panels)), dpi=110)
+    axes = fig.subplots(len(panels), 1, squeeze=False)
     for ax, (label, mel) in zip(axes[:, 0], panels):
         ax.imshow(mel, aspect="auto", origin="lower", interpolation="nearest", cmap="magma", vmin=-11.5, vmax=2.0)
         ax.set_title(f"{label}: {texts['test'][0][:80]}", fontsize=9)
@@ -386,7 +404,6 @@ def write_artifacts(out: Path, data: Any, results: dict[str, Any], test_idx: lis
     fig.tight_layout()
     path = plots / "mel.png"
     fig.savefig(path)
-    plt.close(fig)
     files["png"].append(str(path.relative_to(out)))
     return files
 
@@ -412,9 +429,6 @@ def _fmt(value: Any, pct: bool = False, digits: int = 3) -> str:
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
     """``report.json`` (everything) and ``report.md`` (the tables and an honest reading of them)."""
-    from seminas_ray.reporting import atomic_write_text
-    from seminas_ray.reporting import write_json
-
     write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", render_markdown(report))
 
@@ -456,6 +470,9 @@ def render_markdown(report: dict[str, Any]) -> str:
               "hard-sentence errors | no stop / length / attention / ASR | stop fired (test) | length ratio (test) |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in final["systems"]:
+        if "error" in r:
+            lines.append(f"| {r['system']} | error: {r['error']} |" + " – |" * 9)
+            continue
         lines.append(
             f"| {r['system']} | {r['params'] / 1e6:.2f} M | {r['train_minutes']} | "
             f"{_fmt(r['valid_dfr_teacher_forced'])} | {_fmt(r.get('word_accuracy'), True)} | "
@@ -466,7 +483,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                  f"{_fmt(gt.get('wer'), True)} | – | – | – | 1.00 |")
     lines += ["", "Architectures:", ""]
     for r in final["systems"]:
-        lines.append(f"- {r['system']}: `{r['key']}` — {r['arch']}")
+        lines.append(f"- {r['system']}: `{r['key']}` — {r.get('arch', 'not evaluated: ' + str(r.get('error')))}")
     lines += ["", reading(report), "",
               "Figures: [attention](plots/attention.png), [mel spectrograms](plots/mel.png); audio in `samples/` "
               "(ground truth, ground truth through Griffin-Lim, best, baseline). Per-sentence results: "
@@ -491,7 +508,7 @@ def reading(report: dict[str, Any]) -> str:
     """A plain statement of what this budget can and cannot show, with the measured numbers."""
     final = report["final"]
     gt = final["ground_truth"]
-    rows = {r["system"]: r for r in final["systems"]}
+    rows = {r["system"]: r for r in final["systems"] if "error" not in r}
     best, base = rows.get(BEST_NAME), rows.get(BASELINE_NAME)
     parts = ["**What this run can and cannot show.**"]
     if gt.get("wer") is not None:

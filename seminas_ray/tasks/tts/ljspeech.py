@@ -12,6 +12,7 @@ Settings (SemiNAS, Luo et al. 2020, the TTS experiment):
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import wave
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from seminas_ray.tasks.tts import text as tts_text
 
 SAMPLE_RATE = 22050
 METADATA = "metadata.csv"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 WAVS = "wavs"
 HARD_SENTENCES_FILE = Path(__file__).resolve().parent / "sentences" / "hard_sentences.tsv"
 # The paper's low-resource sizes (generate_data_low_resource.py).
@@ -114,8 +116,13 @@ class LJSpeechCorpus(Sequence[Utterance]):
             raise FileNotFoundError(f"{metadata} is missing: an LJSpeech-layout corpus needs metadata.csv (id|text|normalized)")
         items: list[Utterance] = []
         seen: set[str] = set()
-        with open(metadata, encoding="utf-8", newline="") as handle:
-            for line_number, raw in enumerate(handle, start=1):
+        with open(metadata, "rb") as handle:
+            for line_number, raw_bytes in enumerate(handle, start=1):
+                try:
+                    raw = raw_bytes.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{metadata}:{line_number}: not UTF-8 (byte 0x{raw_bytes[exc.start]:02x} at "
+                                     f"column {exc.start + 1}): save the file as UTF-8") from None
                 line = raw.rstrip("\r\n")
                 if not line.strip():
                     continue
@@ -127,6 +134,10 @@ class LJSpeechCorpus(Sequence[Utterance]):
                     )
                 uid, text = fields[0].strip(), fields[1].strip()
                 normalized = fields[2].strip() if len(fields) == 3 and fields[2].strip() else tts_text.expand(text)
+                if not _PLAIN_ID.fullmatch(uid) or ".." in uid:
+                    # ids become file names (wavs/<id>.wav, <id>_*.wav in the results): no path may escape a folder
+                    raise ValueError(f"{metadata}:{line_number}: utterance id {uid!r} is not a plain file name "
+                                     f"(letters, digits, '.', '_' and '-' only, e.g. LJ001-0001)")
                 if uid in seen:
                     raise ValueError(f"{metadata}:{line_number}: duplicate utterance id {uid!r}")
                 seen.add(uid)
