@@ -85,8 +85,9 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(data_dir, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(RUN + SEARCH + ["--out", str(out)], env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+    # interrupt once something is kept (a run stopped before its first evaluation leaves nothing to resume)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "tune").glob("searcher-state-*")):
+    while time.time() < deadline and not ((out / "rounds.csv").exists() and list((out / "tune").glob("searcher-state-*"))):
         assert proc.poll() is None
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)

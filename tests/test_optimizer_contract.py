@@ -149,3 +149,37 @@ def test_registry_rejects_unknown_methods_and_budgets(nb201):
     assert make_method("seminas", nb201.space, 0, tiny_config(), budget=25).config.total_queries == 25
     supervised = make_method("supervised", nb201.space, 0, tiny_config())
     assert supervised.config.self_training is False and supervised.config.up_sample == 1
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_warm_starts_observed_labels_are_not_queries_given_points_are(name, nb201, reference, tmp_path):
+    """``observe`` (Tune's evaluated_rewards): labelled data, never asked, not counted; ``add_first`` + ``take_first``
+    (points_to_evaluate): asked first and counted. Both survive a state round trip."""
+    log, _ = reference[name]
+    value = {k: evaluate(nb201, k, seed=0).search_value for k, _, _ in log[:6]}
+    known, given = [k for k, _, _ in log[:4]], [k for k, _, _ in log[4:6]]
+    opt = build(name, nb201)
+    for key in known:
+        opt.observe(nb201.arch(key), value[key])
+    with pytest.raises(KeyError):
+        opt.observe(nb201.arch(known[0]), 0.0)  # observed twice
+    opt.add_first([nb201.arch(k) for k in given])
+    first = opt.take_first(5)
+    assert [opt.space.key(a) for a in first] == given and opt.n_first == 0 and opt.n_asked == 2
+    for arch in first:
+        opt.tell(arch, value[opt.space.key(arch)])
+    state = opt.state_dict()
+    rest: list[tuple[Any, ...]] = []
+    drive(opt, nb201, rest)
+    asked = given + [k for k, _, _ in rest]
+    assert len(asked) == len(set(asked)) == opt.n_asked == BUDGET and opt.n_observed == len(known)
+    assert not set(asked) & set(known)
+    if opt.rounds_log and "n_labelled" in opt.rounds_log[0]:  # SemiNAS: the observed labels train the controller
+        seed_round = given + [k for k, r, _ in rest if r == 0]
+        told = [k for k in seed_round if k in given or score_of(nb201, k, 1 + [x for x, _, _ in rest].index(k))
+                is not None]
+        assert opt.rounds_log[0]["n_labelled"] == len(known) + len(told)
+    restored = make_method(name, nb201.space, seed=SEED + 100)
+    restored.load_state_dict(load_state(save_state(tmp_path / "warm.state", state)))
+    assert restored.n_observed == len(known) and restored.n_asked == 2
+    assert all(not restored._is_new(k) for k in known + given)

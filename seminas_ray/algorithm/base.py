@@ -13,6 +13,14 @@ Ray searcher runs as a remote task) is the caller's choice; both give identical 
 Every caller sees the same surface, whatever the optimizer: ``budget`` (the optimizer is the one owner of the query
 budget: ``ask`` never goes past it and ``finished`` is true once it is spent), ``round`` and ``rounds_log`` (0 and
 ``[]`` for optimizers without rounds), ``predicted_score`` (``None`` without a predictor) and ``arch_for_key``.
+
+Warm starts (Tune's ``points_to_evaluate`` and ``evaluated_rewards``), both unused by default:
+
+- ``add_first(archs)`` + ``take_first(n)``: architectures the caller wants evaluated before the optimizer's own
+  proposals. ``take_first`` asks them (they are queries of the budget, told like any other).
+- ``observe(arch, score)``: labelled data the optimizer did not ask for (a known architecture and its score). It is
+  not a query: it does not count against the budget, and its key is never asked. By default it is only recorded;
+  SemiNAS adds it to its labelled set.
 """
 from __future__ import annotations
 
@@ -29,6 +37,9 @@ class AskTellOptimizer(ABC, Generic[Arch]):
     """Base class: bookkeeping of asked/told keys; subclasses decide what to propose."""
 
     name: str = "optimizer"
+    # where heavy work (a controller round) trains: None = the process's default (cuda when visible, else cpu).
+    # Set by the caller that places the work (the Ray searcher: --controller-device); not part of the state.
+    work_device: str | None = None
 
     def __init__(self, space: SearchSpace[Arch], seed: int = 0, budget: int | None = None) -> None:
         self.space = space
@@ -40,6 +51,8 @@ class AskTellOptimizer(ABC, Generic[Arch]):
         self.rounds_log: list[dict[str, Any]] = []  # one dict of statistics per completed round of heavy work
         self._asked: dict[str, Arch] = {}          # key -> arch, in ask order (dicts keep insertion order)
         self._told: dict[str, float | None] = {}   # key -> score (None = failed)
+        self._first: list[Arch] = []               # add_first: to ask before the optimizer's own proposals
+        self._observed: dict[str, tuple[Arch, float | None]] = {}  # observe: key -> (arch, score), not queries
 
     # -- public interface --------------------------------------------------------------------------------
     @abstractmethod
@@ -55,6 +68,41 @@ class AskTellOptimizer(ABC, Generic[Arch]):
             raise KeyError(f"tell() twice for the same architecture: {key}")
         self._told[key] = None if score is None else float(score)
         self._on_tell(key, arch, self._told[key])
+
+    def add_first(self, archs: list[Arch]) -> None:
+        """Queue ``archs`` to be asked (by :meth:`take_first`) before the optimizer's own proposals."""
+        self._first.extend(archs)
+
+    def take_first(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` of the queued :meth:`add_first` architectures, now asked (counted as queries; a key already
+        asked or observed, or one past the budget, is dropped)."""
+        out: list[Arch] = []
+        room = self._room(n)
+        while self._first and len(out) < room:
+            arch = self._first.pop(0)
+            if self._register(arch):
+                out.append(arch)
+                self._on_given(self.space.key(arch), arch)
+        if self._room(1) == 0:
+            self._first.clear()
+        return out
+
+    @property
+    def n_first(self) -> int:
+        """Queued :meth:`add_first` architectures not asked yet."""
+        return len(self._first)
+
+    def observe(self, arch: Arch, score: float | None) -> None:
+        """Labelled data this optimizer did not ask for: not a query of the budget; the key is never asked."""
+        key = self.space.key(arch)
+        if key in self._asked or key in self._observed:
+            raise KeyError(f"observe() for an architecture already asked or observed: {key}")
+        self._observed[key] = (arch, None if score is None else float(score))
+        self._on_observe(key, arch, self._observed[key][1])
+
+    @property
+    def n_observed(self) -> int:
+        return len(self._observed)
 
     @property
     def budget(self) -> int | None:
@@ -122,13 +170,18 @@ class AskTellOptimizer(ABC, Generic[Arch]):
     # -- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state (numpy arrays allowed at any depth; see ``seminas_ray.utils.state_io``)."""
-        return {
+        state = {
             "name": self.name,
             "seed": self.seed,
             "budget": self.budget,
             "asked": [self.space.to_config(a) for a in self._asked.values()],
             "told": [[k, v] for k, v in self._told.items()],
         }
+        if self._first:  # warm starts: only when used, so the state of a plain run is unchanged
+            state["first"] = [self.space.to_config(a) for a in self._first]
+        if self._observed:
+            state["observed"] = [[self.space.to_config(a), v] for a, v in self._observed.values()]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name") != self.name:
@@ -140,21 +193,33 @@ class AskTellOptimizer(ABC, Generic[Arch]):
             arch = self.space.from_config(cfg)
             self._asked[self.space.key(arch)] = arch
         self._told = {k: (None if v is None else float(v)) for k, v in state["told"]}
+        self._first = [self.space.from_config(c) for c in state.get("first", [])]
+        self._observed = {}
+        for cfg, v in state.get("observed", []):
+            arch = self.space.from_config(cfg)
+            self._observed[self.space.key(arch)] = (arch, None if v is None else float(v))
 
     # -- helpers for subclasses -------------------------------------------------------------------------
     def _on_tell(self, key: str, arch: Arch, score: float | None) -> None:
         """Hook for subclasses."""
 
+    def _on_given(self, key: str, arch: Arch) -> None:
+        """Hook for subclasses: ``take_first`` just asked ``arch`` (an architecture the optimizer did not propose)."""
+
+    def _on_observe(self, key: str, arch: Arch, score: float | None) -> None:
+        """Hook for subclasses: labelled data from :meth:`observe`."""
+
     def _register(self, arch: Arch) -> bool:
-        """Mark ``arch`` as asked; False when its key was asked before (so the caller must not propose it)."""
+        """Mark ``arch`` as asked; False when its key was asked or observed before (so the caller must not propose
+        it)."""
         key = self.space.key(arch)
-        if key in self._asked:
+        if key in self._asked or key in self._observed:
             return False
         self._asked[key] = arch
         return True
 
     def _is_new(self, key: str) -> bool:
-        return key not in self._asked
+        return key not in self._asked and key not in self._observed
 
     def _room(self, n: int) -> int:
         """How many of ``n`` requested architectures the budget still allows."""

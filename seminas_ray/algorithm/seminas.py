@@ -159,6 +159,7 @@ class RoundWork:
     exclude_keys: list[str]                  # every key ever asked (labelled, failed and filtered)
     controller_state: dict[str, Any] | None
     pseudo_labeler: Any = None               # a PseudoLabeler; None = LocalPseudoLabeler()
+    device: str | None = None                # the controller's torch device; None = cuda when visible, else cpu
 
     def __call__(self) -> RoundResult:
         t_start = time.perf_counter()
@@ -170,7 +171,7 @@ class RoundWork:
         targets, norm = normalise_targets(np.asarray(self.labelled_scores), cfg)
         stats["target_norm"] = norm
 
-        controller = NAOController(space, cfg.controller, seed=self.seed)
+        controller = NAOController(space, cfg.controller, seed=self.seed, device=self.device)
         if self.controller_state is not None:
             controller.load_state_dict(self.controller_state)
 
@@ -336,8 +337,10 @@ class SemiNAS(AskTellOptimizer[Arch]):
         if want <= 0:
             self._seed_round_done = True
             return
-        exclude = frozenset(self._asked)
+        exclude = frozenset(self._asked) | frozenset(self._observed)
         archs = sample_distinct(self.space, want, self._rng, exclude)
+        if not archs:  # the space has nothing left to draw: the seed round is what it is
+            self._seed_round_done = True
         self._queue.extend(archs)
         self._round_keys.extend(self.space.key(a) for a in archs)
 
@@ -350,12 +353,23 @@ class SemiNAS(AskTellOptimizer[Arch]):
         if self._queue or self.pending_keys():
             return
         if self.round == 0:
-            enough = self.config.seed_filter is None or len(self._labelled) >= self.config.n_seed
+            # given points (take_first) may all be told before the random seed draws are asked: count the seed set
+            if self.config.seed_filter is None:
+                enough = self.n_asked >= min(self.config.n_seed, self.budget)
+            else:
+                enough = len(self._labelled) >= self.config.n_seed
             if enough or self.n_asked >= self.budget:
                 self._seed_round_done = True
             # else: the next ask() draws more seed candidates
         else:
             self._close_round()
+
+    def _on_given(self, key: str, arch: Arch) -> None:
+        self._round_keys.append(key)  # a given point belongs to the round it is asked in (the seed round first)
+
+    def _on_observe(self, key: str, arch: Arch, score: float | None) -> None:
+        if score is not None:
+            self._labelled[key] = score  # known architectures are labelled data for the controller
 
     def _close_round(self) -> None:
         """All proposals of the current round are told: log how well they were predicted."""
@@ -375,14 +389,16 @@ class SemiNAS(AskTellOptimizer[Arch]):
         if not self.needs_work():
             raise RuntimeError("no controller round is due")
         n_new = min(self.config.n_per_round, self.budget - self.n_asked)
-        keys = [k for k in self._asked if k in self._labelled]  # ask order: independent of completion order
+        # observed labels first (in observe order), then the asked ones in ask order: independent of completion order
+        archs = {k: a for k, (a, _) in self._observed.items()} | self._asked
+        keys = [k for k in self._observed if k in self._labelled] + [k for k in self._asked if k in self._labelled]
         return RoundWork(
             space=self.space, config=self.config, round=self.round + 1, n_new=n_new,
             seed=int(self.seed * 1_000_003 + self.round + 1),
-            labelled_configs=[self.space.to_config(self._asked[k]) for k in keys],
+            labelled_configs=[self.space.to_config(archs[k]) for k in keys],
             labelled_scores=[self._labelled[k] for k in keys],
-            exclude_keys=list(self._asked), controller_state=self._controller_state,
-            pseudo_labeler=self.pseudo_labeler,
+            exclude_keys=list(self._asked) + list(self._observed), controller_state=self._controller_state,
+            pseudo_labeler=self.pseudo_labeler, device=self.work_device,
         )
 
     def apply_work(self, result: RoundResult) -> None:

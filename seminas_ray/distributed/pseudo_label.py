@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import ray
+from ray.util import get_current_placement_group
 
 from seminas_ray.algorithm.pseudo_label import PRED_DTYPE
 from seminas_ray.algorithm.pseudo_label import label_shard
@@ -63,15 +64,23 @@ def _pseudo_label_task(space: Any, controller_config: Any, weights: dict, n: int
     return index, seqs, preds
 
 
-def choose_task_options(node_resources: Sequence[Mapping[str, float]], num_cpus: float = 1.0) -> dict[str, Any]:
+def choose_task_options(node_resources: Sequence[Mapping[str, float]], num_cpus: float = 1.0, *,
+                        bundles: Sequence[Mapping[str, float]] | None = None) -> dict[str, Any]:
     """Resources of one shard task on a cluster whose alive nodes have ``node_resources`` (total per node).
 
     A GPU share (with one CPU) when some node has a GPU, else ``num_cpus`` CPUs, lowered to the largest node's CPU
     count when no node has that many: a request no node can ever satisfy would stay pending forever, silently.
     Raises ``RuntimeError`` when no node has any CPU.
+
+    ``bundles``: the shard tasks run inside a placement group that captures them (the controller round's reserved
+    group) with these bundles: they can only use the group's resources, and the round task that spawns them holds
+    the group's GPU (if any) for its whole run (Ray gives a blocked task's CPUs back, never its GPUs), so they ask
+    for CPUs only, at most the largest bundle's: a GPU share there would wait forever.
     """
     if num_cpus < 0:
         raise ValueError(f"num_cpus must be >= 0, got {num_cpus}")
+    if bundles is not None:
+        node_resources = [{"CPU": float(b.get("CPU", 0.0))} for b in bundles]  # CPU only, see above
     max_cpu = max((float(r.get("CPU", 0.0)) for r in node_resources), default=0.0)
     if any(float(r.get("GPU", 0.0)) >= GPU_SHARE and float(r.get("CPU", 0.0)) >= 1.0 for r in node_resources):
         return {"num_gpus": GPU_SHARE, "num_cpus": 1}
@@ -92,7 +101,16 @@ def task_options(num_cpus: float = 1.0) -> dict[str, Any]:
     if not ray.is_initialized():
         raise RuntimeError("Ray is not initialised: call ray.init() before pseudo-labelling with Ray")
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", False)]
-    return choose_task_options(nodes, num_cpus)
+    return choose_task_options(nodes, num_cpus, bundles=captured_bundles())
+
+
+def captured_bundles() -> list[dict[str, float]] | None:
+    """The bundles of the placement group this task's child tasks are scheduled in (``None``: they are not, e.g. on
+    the driver or in a task whose group does not capture its children)."""
+    group = get_current_placement_group()
+    if group is None or not ray.get_runtime_context().should_capture_child_tasks_in_placement_group:
+        return None
+    return [dict(b) for b in group.bundle_specs]
 
 
 @dataclass(frozen=True)

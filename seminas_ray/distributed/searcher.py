@@ -10,6 +10,15 @@
   pickle-free npz file; a controller round in flight at save time is simply recomputed after restore (it is a
   deterministic function of the saved state), so a restored run ends exactly as an uninterrupted one.
 - metric and mode are constructor arguments because Tune does not pass them when ``param_space`` is empty.
+- ``param_space``: the searcher searches architectures only. Constant entries are passed to the trainable unchanged;
+  a search-space entry (``tune.loguniform(...)``, ``tune.choice(...)``, ``tune.grid_search(...)``) or an entry named
+  like the searcher's own keys (``arch``, ``key``, ``batch``, ``round``, ``pool``) is refused: for the former
+  ``set_search_properties`` returns False and Tune raises its error ("unresolved parameters"), as with
+  ``OptunaSearch``; the latter is a ``ValueError``.
+- Warm starts: ``points_to_evaluate`` (architectures, as trial configs ``{"arch": ...}`` or bare ``space.to_config``
+  dicts) are suggested before the optimizer's own proposals and count as queries; with ``evaluated_rewards`` (or
+  later through ``add_evaluated_point``) they are known results instead: labelled data for the optimizer
+  (``optimizer.observe``), never suggested and not counted against the budget.
 
 Trial configs look like ``{"arch": <space.to_config(arch)>, "key": <canonical key>}``.
 """
@@ -25,6 +34,7 @@ from typing import Sequence
 
 import ray
 from ray.tune.search import Searcher
+from ray.tune.search.sample import Domain
 from ray.util import get_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -38,6 +48,7 @@ from seminas_ray.utils.state_io import save_state
 logger = logging.getLogger(__name__)
 
 ARCH_KEY = "arch"
+BATCH_KEY = "batch"  # a batch trial's config: {"batch": [{"arch": ..., "key": ...}, ...]}; its result likewise
 # result fields copied into the evaluation log besides the metric (tasks may pass their own)
 DEFAULT_EXTRA_RESULT_KEYS: tuple[str, ...] = ("test_metric", "repeat", "in_benchmark", "eval_seconds")
 
@@ -70,6 +81,17 @@ class AskTellSearcher(Searcher):
         extra_result_keys: result fields copied into the evaluation log besides the metric (default:
             ``DEFAULT_EXTRA_RESULT_KEYS``).
         run_id: a name under which :meth:`restored` finds this searcher again after ``Tuner.restore`` unpickled it.
+        work_num_gpus: GPUs requested by the remote work task (its placement group bundle must hold them).
+        work_device: the torch device of the heavy work (``optimizer.work_device``); ``None`` leaves the
+            optimizer's (cuda when the work task sees a GPU, else cpu).
+        points_to_evaluate: architectures to evaluate first (counted as queries), as Tune's searchers take them.
+        evaluated_rewards: the metric values of ``points_to_evaluate``, when they are already known: then they are
+            observed (labelled data, not queries) instead of evaluated.
+        batch_size: at most this many architectures per trial, for evaluators that are cheap per architecture
+            (table lookups: Tune's per-trial overhead would otherwise dominate). Only architectures that are
+            already fixed (``optimizer.n_ready()``, e.g. the rest of a SemiNAS round) are batched, so the search
+            asks exactly what it asks with one per trial. The trial then gets ``{"batch": [{"arch", "key"}, ...]}``
+            and reports ``{"batch": [result per architecture, each with its "key"], <metric>: best}``.
     """
 
     # live searchers by run_id: Tune's restore unpickles its own copy, which the caller needs back
@@ -90,6 +112,11 @@ class AskTellSearcher(Searcher):
         work_placement_group_name: str | None = None,
         extra_result_keys: Sequence[str] | None = None,
         run_id: str | None = None,
+        batch_size: int = 1,
+        work_num_gpus: float = 0,
+        work_device: str | None = None,
+        points_to_evaluate: Sequence[dict[str, Any]] | None = None,
+        evaluated_rewards: Sequence[float | None] | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -97,12 +124,15 @@ class AskTellSearcher(Searcher):
             raise ValueError("metric is required (Tune does not pass it to searchers when param_space is empty)")
         if budget is not None and budget < 1:
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         super().__init__(metric=metric, mode=mode)
         self.optimizer = optimizer
         self.budget = optimizer.budget if budget is None else int(budget)
         self.remote_work = remote_work
         self.work_num_cpus = work_num_cpus
-        self._live: dict[str, str] = {}          # trial_id -> key
+        self.batch_size = int(batch_size)
+        self._live: dict[str, list[str]] = {}    # trial_id -> keys of its architectures
         self.evaluations: list[dict[str, Any]] = []
         self._work_ref: Any = None
         self._work_started: float | None = None
@@ -114,7 +144,56 @@ class AskTellSearcher(Searcher):
         self.include_pool = include_pool
         self.extra_result_keys = tuple(DEFAULT_EXTRA_RESULT_KEYS if extra_result_keys is None else extra_result_keys)
         self.run_id = run_id
+        self.work_num_gpus = 0.0
+        self.configure_work(num_cpus=work_num_cpus, num_gpus=work_num_gpus, device=work_device)
+        self._warm_start(points_to_evaluate, evaluated_rewards)
         self._register()
+
+    def configure_work(self, *, num_cpus: float | None = None, num_gpus: float | None = None,
+                       device: str | None = None) -> None:
+        """Resources and device of the heavy work (set again by the runner for a resumed search: the machine is the
+        new session's)."""
+        if num_cpus is not None:
+            self.work_num_cpus = num_cpus
+        if num_gpus is not None:
+            if num_gpus < 0:
+                raise ValueError(f"work_num_gpus must be >= 0, got {num_gpus!r}")
+            self.work_num_gpus = float(num_gpus)
+        if device is not None:
+            self.optimizer.work_device = device
+
+    def _warm_start(self, points: Sequence[dict[str, Any]] | None, rewards: Sequence[float | None] | None) -> None:
+        points = list(points or [])
+        if rewards is not None and len(list(rewards)) != len(points):
+            raise ValueError(f"evaluated_rewards has {len(list(rewards))} values for {len(points)} points_to_evaluate")
+        archs = [self._arch_of(p) for p in points]
+        if rewards is None:
+            self.optimizer.add_first(archs)
+        else:
+            for arch, value in zip(archs, rewards):
+                self._observe(arch, value, error=False)
+
+    def _arch_of(self, parameters: dict[str, Any]) -> Any:
+        """An architecture from a trial config ``{"arch": ...}`` or a bare ``space.to_config`` dict."""
+        if not isinstance(parameters, dict):
+            raise ValueError(f"an architecture config must be a dict, got {type(parameters).__name__}")
+        config = parameters.get(ARCH_KEY, parameters)
+        try:
+            return self.optimizer.space.from_config(config)
+        except Exception as exc:  # the space says what is wrong; the caller gets one clear error
+            raise ValueError(f"not an architecture of {type(self.optimizer.space).__name__}: {parameters!r} "
+                             f"({exc})") from None
+
+    def _observe(self, arch: Any, value: float | None, *, error: bool) -> bool:
+        score = None
+        if not error and value is not None and not (isinstance(value, float) and math.isnan(value)):
+            score = float(value) if self._mode != "min" else -float(value)
+        try:
+            self.optimizer.observe(arch, score)
+        except KeyError as exc:
+            logger.warning("known result ignored: %s", exc)
+            return False
+        return True
 
     @classmethod
     def restored(cls, run_id: str) -> "AskTellSearcher":
@@ -131,10 +210,18 @@ class AskTellSearcher(Searcher):
     @property
     def done(self) -> bool:
         """True when the search is over: the budget is spent or the optimizer will propose nothing more."""
-        return self._budget_spent() or self.optimizer.finished
+        return (self._budget_spent() or self.optimizer.finished) and not self._live
 
     # -- Tune API ---------------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        # a param_space we cannot honour is refused (Tune then raises its error) rather than passed on unresolved
+        clash = sorted(set(config or {}) & set(RESERVED_CONFIG_KEYS))
+        if clash:  # Tune would accept the refusal of a constant silently, and the searcher's keys would win
+            raise ValueError(f"param_space entries {clash} clash with the keys of AskTellSearcher's trial configs")
+        problem = unsupported_param_space(config)
+        if problem:
+            logger.warning("AskTellSearcher refuses this param_space: %s", problem)
+            return False
         # metric/mode from the constructor win; we accept Tune's only when none were given
         if metric and not self._metric:
             self._metric = metric
@@ -145,39 +232,74 @@ class AskTellSearcher(Searcher):
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return False  # let Tune's ConcurrencyLimiter enforce it
 
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False, pruned: bool = False,
+                            intermediate_values: list[float] | None = None) -> None:
+        """A known architecture and its metric value: labelled data for the optimizer, not a query of the budget
+        (``error``/``pruned``: a failed evaluation, which only keeps the key from being asked)."""
+        self._observe(self._arch_of(parameters), value, error=error or pruned)
+
     def suggest(self, trial_id: str) -> dict | str | None:
         if self._budget_spent() or self.optimizer.finished:
             return Searcher.FINISHED
         self._poll_work()
-        archs = self.optimizer.ask(1)
+        archs = self.optimizer.take_first(self._batch_size(self.optimizer.n_first)) if self.optimizer.n_first else []
+        if not archs:
+            archs = self.optimizer.ask(self._batch_size())
         if not archs:
             if self.optimizer.finished:
                 return Searcher.FINISHED
             if self.optimizer.needs_work():
                 self._start_work()
             return None
-        arch = archs[0]
         space = self.optimizer.space
-        key = space.key(arch)
-        self._live[trial_id] = key
-        config = {ARCH_KEY: space.to_config(arch), "key": key}
+        items = [{ARCH_KEY: space.to_config(a), "key": space.key(a)} for a in archs]
+        self._live[trial_id] = [item["key"] for item in items]
+        config = dict(items[0]) if self.batch_size == 1 else {BATCH_KEY: items}
         if self.include_pool:
             config["round"] = int(self.optimizer.round)
             config["pool"] = list(self.optimizer.round_keys())
         return config
 
+    def _batch_size(self, ready: int | None = None) -> int:
+        """Architectures for the next trial: one, or for a batching evaluator as many as are already fixed
+        (``ready``: that many; default the optimizer's ``n_ready``)."""
+        if self.batch_size == 1:
+            return 1
+        n = max(1, min(self.batch_size, self.optimizer.n_ready() if ready is None else ready))
+        return n if self.budget is None else max(1, min(n, self.budget - self.optimizer.n_asked))
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        key = self._live.pop(trial_id, None)
-        if key is None:
+        keys = self._live.pop(trial_id, None)
+        if keys is None:
             logger.warning("on_trial_complete for unknown trial %s (ignored)", trial_id)
             return
-        value = None if (error or not result) else result.get(self._metric)
+        if isinstance(keys, str):  # a searcher state saved before batching
+            keys = [keys]
+        results = self._split_results(keys, None if error else result)
+        for key, res in zip(keys, results):
+            self._record(trial_id, key, res, error)
+        self._notify("trial")
+        if self.optimizer.needs_work():
+            self._start_work()  # start the next round now rather than at the next suggest()
+
+    def _split_results(self, keys: list[str], result: dict | None) -> list[dict | None]:
+        """One result per architecture: a batch trial reports ``{BATCH_KEY: [result, ...]}`` in ``keys`` order."""
+        if not result:
+            return [None] * len(keys)
+        if BATCH_KEY not in result:
+            return [result] + [None] * (len(keys) - 1)
+        parts = [r if isinstance(r, dict) else None for r in list(result[BATCH_KEY])[:len(keys)]]
+        return parts + [None] * (len(keys) - len(parts))
+
+    def _record(self, trial_id: str, key: str, result: dict | None, error: bool) -> None:
+        """Log one evaluated architecture and tell the optimizer (a missing result counts as failed)."""
+        value = None if not result else result.get(self._metric)
         score = None
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             score = float(value) if self._mode == "max" else -float(value)
         arch = self.optimizer.arch_for_key(key)
         record = {"query": len(self.evaluations) + 1, "trial_id": trial_id, "key": key, self._metric: value,
-                  "error": bool(error), "round": self.optimizer.round,
+                  "error": bool(error or result is None), "round": self.optimizer.round,
                   "predicted": self.optimizer.predicted_score(arch), "time": time.time()}
         if result:
             record.update({k: v for k, v in result.items() if k in self.extra_result_keys})
@@ -185,9 +307,6 @@ class AskTellSearcher(Searcher):
         self.optimizer.tell(arch, score)
         if score is not None and (self.best_value is None or score > self._signed(self.best_value)):
             self.best_value = float(value)
-        self._notify("trial")
-        if self.optimizer.needs_work():
-            self._start_work()  # start the next round now rather than at the next suggest()
 
     def _signed(self, value: float) -> float:
         return value if self._mode == "max" else -value
@@ -209,6 +328,8 @@ class AskTellSearcher(Searcher):
             self._apply(run_work(work))
             return
         options: dict[str, Any] = {"name": "controller_round", "num_cpus": self.work_num_cpus, "max_retries": 2}
+        if getattr(self, "work_num_gpus", 0):  # getattr: a searcher pickled before GPUs were an option
+            options["num_gpus"] = self.work_num_gpus
         group = self.work_placement_group
         if group is None and self.work_placement_group_name is not None:
             group = get_placement_group(self.work_placement_group_name)
@@ -284,6 +405,26 @@ class AskTellSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         self.set_state(load_state(checkpoint_path))
+
+
+RESERVED_CONFIG_KEYS = (ARCH_KEY, "key", BATCH_KEY, "round", "pool")
+
+
+def unsupported_param_space(config: Any, prefix: str = "") -> str | None:
+    """Why ``config`` (a Tune ``param_space``) cannot go with this searcher, or ``None``: constants pass through to
+    the trainable; a search-space entry (a ``Domain`` such as ``tune.loguniform``, or ``tune.grid_search``) would
+    reach it unresolved."""
+    if not isinstance(config, dict):
+        return None
+    for name, value in config.items():
+        where = f"{prefix}{name}"
+        if isinstance(value, Domain) or (isinstance(value, dict) and set(value) == {"grid_search"}):
+            return (f"{where!r} is a search-space entry; AskTellSearcher searches architectures only (give constants "
+                    f"in param_space, or tune hyper-parameters with another searcher)")
+        problem = unsupported_param_space(value, f"{where}/")
+        if problem:
+            return problem
+    return None
 
 
 class SemiNASSearcher(AskTellSearcher):

@@ -146,8 +146,17 @@ class TuneSearcherOptimizer(AskTellOptimizer[Arch]):
             out.append(arch)
         return out
 
+    def _on_given(self, key: str, arch: Arch) -> None:
+        if key in self._members.index:
+            self._members.take(key)  # asked without the wrapped searcher: never map a suggestion onto it
+
+    def _on_observe(self, key: str, arch: Arch, score: float | None) -> None:
+        self._on_given(key, arch)
+
     def _on_tell(self, key: str, arch: Arch, score: float | None) -> None:
-        trial_id = self._trial_of.pop(key)
+        trial_id = self._trial_of.pop(key, None)
+        if trial_id is None:  # a given point (take_first): the wrapped searcher never suggested it
+            return
         if score is None:
             self.searcher.on_trial_complete(trial_id, error=True)
         else:

@@ -19,12 +19,33 @@ TASKS: dict[str, str] = {
 }
 
 
+# name -> (the pip extra that installs what the task needs, the top-level modules of that extra)
+TASK_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tts": ("tts", ("torchaudio", "espeakng_loader", "pocketsphinx")),
+    "imagenet": ("imagenet", ("PIL",)),
+}
+
+
+class MissingExtraError(ImportError, ValueError):
+    """A task's optional dependencies are not installed (an ``ImportError``; a ``ValueError`` for the CLI, which
+    prints it as one line)."""
+
+
 def get_task(name: str) -> "Task":
-    """The task registered as ``name``."""
+    """The task registered as ``name``; :class:`MissingExtraError` naming the pip extra when its dependencies are
+    not installed."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
     module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    try:
+        return getattr(importlib.import_module(module), cls)()
+    except ModuleNotFoundError as exc:
+        extra, modules = TASK_EXTRAS.get(name, (None, ()))
+        missing = (exc.name or "").split(".")[0]
+        if extra is None or missing not in modules:
+            raise
+        raise MissingExtraError(f"the {name} task needs `pip install seminas_ray[{extra}]` ({missing} is not "
+                                f"installed)", name=missing) from exc
 
 
-__all__ = ["TASKS", "get_task"]
+__all__ = ["MissingExtraError", "TASKS", "TASK_EXTRAS", "get_task"]
