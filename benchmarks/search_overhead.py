@@ -6,7 +6,7 @@ For one preset and seed it runs, each in a fresh subprocess:
   as Ray tasks), timed from outside; the phases come from its own ``report.json``, ``rounds.csv`` and
   ``evaluations.csv``;
 - ``direct``: the same optimizer through ``seminas_ray.algorithm.run_direct`` (no Ray, no Tune), the controller
-  rounds inline and pseudo-labelling in the same process.
+  rounds inline and pseudo-labelling in the same process, with one thread as a one-CPU Ray task has.
 
 Phases (seconds): ``process`` (the whole command), ``startup_and_report`` (process minus the search itself: imports,
 ``ray.init``, table loading, writing results), ``search`` (``report.json`` ``wall_seconds``: Tune's ``fit``, or the
@@ -36,6 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ["process", "startup_and_report", "search", "controller", "pretrain", "pseudo_label", "self_train",
           "generation", "round_dispatch", "lookups", "tune_bookkeeping"]
+# the direct loop's controller gets what a one-CPU Ray task gets: one thread, passive OpenMP waits
+ROUND_ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 COLUMNS = ["path", "benchmark", "preset", "seed", "n_queries", *PHASES, "per_query_overhead_s", "same_queries"]
 
 DIRECT = r"""
@@ -109,7 +111,7 @@ def run_direct(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", DIRECT, args.benchmark, args.dataset or "", args.preset,
                            str(args.seed), args.method], capture_output=True, text=True, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=dict(os.environ, PYTHONPATH=str(REPO), **ROUND_ENV))
     process = time.perf_counter() - t0
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:

@@ -30,7 +30,9 @@ def ray_with_dashboard():
     if ray.is_initialized():
         ray.shutdown()
     port = free_port()
-    ctx = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+    # 8 logical CPUs: the controller's reserved group gets 2, so pseudo-labelling runs as parallel Ray tasks (with
+    # one reserved CPU the round labels its pool in-process)
+    ctx = ray.init(num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                    configure_logging=False, log_to_driver=False)
     yield ray, ctx
     ray.shutdown()

@@ -206,11 +206,9 @@ class _RestrictedPool(_TokenTablePool):
 
     def __init__(self, space: RestrictedSpace) -> None:
         keys = space.member_keys()
-        base = space.base
         # RestrictedSpace has no public key -> architecture accessor; its sample() uses this same callable.
         arch_of = space._arch_of
-        super().__init__(len(keys), space.seq_len, space.vocab_size,
-                         lambda: base.encode_many([arch_of(k) for k in keys]))
+        super().__init__(len(keys), space.seq_len, space.vocab_size, space.member_tokens)
         self._keys = keys
         self._row_of_key = {k: i for i, k in enumerate(keys)}
         self._arch_of = arch_of

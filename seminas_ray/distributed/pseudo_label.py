@@ -25,6 +25,7 @@ import ray
 from ray.util import get_current_placement_group
 
 from seminas_ray.algorithm.pseudo_label import PRED_DTYPE
+from seminas_ray.algorithm.pseudo_label import LocalPseudoLabeler
 from seminas_ray.algorithm.pseudo_label import label_shard
 from seminas_ray.algorithm.pseudo_label import merge_shards
 from seminas_ray.algorithm.pseudo_label import pool_tokens
@@ -131,10 +132,26 @@ class RayPseudoLabeler:
 
     def __call__(self, space: Any, controller_config: Any, weights: dict[str, np.ndarray], n: int, seed: int,
                  exclude: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+        slots = self.parallel_slots()
+        if slots is not None and slots <= 1:
+            # one shard at a time in the reserved group: remote tasks would only queue behind each other and start
+            # cold worker processes every round (~4 s of imports and set-up); the same shards in this process give
+            # the same pool
+            return LocalPseudoLabeler(self.shard_size, self.batch_size)(space, controller_config, weights, n, seed,
+                                                                        exclude)
         seqs = pool_tokens(space, n, seed, exclude)
         if seqs is not None:
             return seqs, self._predict_pool(space, controller_config, weights, seqs)
         return self._sample_and_label(space, controller_config, weights, n, seed, exclude)
+
+    def parallel_slots(self) -> int | None:
+        """Shard tasks that can run at once in the placement group that captures them (``None``: not captured,
+        e.g. on the driver: the whole cluster)."""
+        bundles = captured_bundles()
+        if bundles is None:
+            return None
+        per_task = max(self.num_cpus, 1e-6)
+        return int(sum(float(b.get("CPU", 0.0)) // per_task for b in bundles))
 
     def _options(self) -> dict[str, Any]:
         return dict(name="pseudo_label", max_retries=self.max_retries, **task_options(self.num_cpus))

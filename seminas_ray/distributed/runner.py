@@ -160,6 +160,12 @@ class SearchSession:
         return "cuda" if self.work_gpus > 0 else "cpu"
 
     @property
+    def round_cpus(self) -> float:
+        """CPUs of the controller round task itself: one (its threads, hence its numbers, do not depend on the
+        cluster); the rest of the reserved group is for its pseudo-labelling tasks."""
+        return min(1.0, self.work_cpus)
+
+    @property
     def resume(self) -> bool:
         return self.settings.resume
 
@@ -264,7 +270,7 @@ def ray_session(settings: RunSettings, *, log_to_driver: bool = False,
             warn_if_exposed()
     resources = dict(ray.cluster_resources())
     total = float(resources.get("CPU", 1.0))
-    cpus = work_cpus if work_cpus is not None else (1.0 if total >= 2 else 0.5 * total)
+    cpus = work_cpus if work_cpus is not None else reserved_work_cpus(total)
     gpus = controller_gpus(settings.controller_device, resources)
     group = placement_group([work_bundle(cpus, gpus)], name=WORK_GROUP_NAME)
     try:
@@ -277,6 +283,15 @@ def ray_session(settings: RunSettings, *, log_to_driver: bool = False,
         yield resources, cpus
     finally:
         remove_placement_group(group)
+
+
+def reserved_work_cpus(total_cpus: float) -> float:
+    """CPUs reserved for controller rounds and their pseudo-labelling tasks: one on a small machine (the round runs
+    on it and labels its pool in-process), a quarter of a larger cluster (at most 8), so shard tasks run in parallel
+    beside the one-CPU round task."""
+    if total_cpus < 2:
+        return 0.5 * total_cpus
+    return float(min(8, max(1, int(total_cpus // 4))))
 
 
 def controller_gpus(device: str, resources: Mapping[str, float]) -> float:
@@ -335,11 +350,11 @@ def _tuner(plan: SearchPlan, session: SearchSession) -> tuple[tune.Tuner, AskTel
                                    resume_errored=True)
         restored = AskTellSearcher.restored(run_id)
         # the machine is this session's: its reserved CPUs/GPU and device, not the interrupted session's
-        restored.configure_work(num_cpus=session.work_cpus, num_gpus=session.work_gpus,
+        restored.configure_work(num_cpus=session.round_cpus, num_gpus=session.work_gpus,
                                 device=session.controller_device)
         return tuner, restored
     searcher = AskTellSearcher(plan.make_optimizer(), metric=plan.metric, mode=plan.mode,
-                               work_num_cpus=session.work_cpus, work_num_gpus=session.work_gpus,
+                               work_num_cpus=session.round_cpus, work_num_gpus=session.work_gpus,
                                work_device=session.controller_device, callbacks=list(plan.callbacks),
                                work_placement_group_name=session.work_group_name, include_pool=plan.include_pool,
                                extra_result_keys=plan.extra_result_keys, run_id=run_id, batch_size=plan.batch_size)
