@@ -25,6 +25,8 @@ import ray
 import torch
 import torch.nn.functional as F
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from seminas_ray.spaces.mbconv import ALL_K3E6
@@ -200,7 +202,10 @@ def run_final_stage(out: Path, candidates: list[Candidate], data: ImageData, geo
         trainable, param_space={"key": tune.grid_search([c.key for c in candidates])},
         tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=False),
         run_config=tune.RunConfig(name=FINAL_TUNE_DIR, storage_path=str(out), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=1)))
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  # each network's per-epoch history is read back from these files: ask for them
+                                  # explicitly (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 would otherwise drop them)
+                                  callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
     print(f"final stage: {len(candidates)} networks x up to {final_epochs} epoch(s) under ASHA, {concurrency} at a "
           f"time", flush=True)
     grid = tuner.fit()
