@@ -134,7 +134,14 @@ def fetch(cache: Path | None = None) -> Path:
         raise RuntimeError(f"Fashion-MNIST not found in {SYSTEM_DIR} or {cache}, and {' and '.join(missing)} "
                            f"is unavailable to fetch Debian's {PACKAGE}: copy its IDX files into {cache}")
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
-        _run(["apt-get", "download", PACKAGE], cwd=tmp)
+        try:
+            _run(["apt-get", "download", PACKAGE], cwd=tmp)
+        except RuntimeError:
+            if os.geteuid() != 0:
+                raise
+            # a fresh machine may have no package lists yet: read them once (root only) and try again
+            _run(["apt-get", "update"], cwd=tmp)
+            _run(["apt-get", "download", PACKAGE], cwd=tmp)
         debs = sorted(Path(tmp).glob(f"{PACKAGE}_*.deb"))
         if not debs:
             raise RuntimeError(f"apt-get download {PACKAGE} left no .deb in {tmp}")
