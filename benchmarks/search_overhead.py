@@ -42,7 +42,7 @@ COLUMNS = ["path", "benchmark", "preset", "seed", "n_queries", *PHASES, "per_que
 
 DIRECT = r"""
 import json, sys, time
-from seminas_ray.algorithm import config_for_table, make_method, search_space
+from seminas_ray.algorithm import ask_tell_loop, config_for_table, make_method, search_space
 from seminas_ray.benchmarks.oracle import Oracle
 from seminas_ray.algorithm.pseudo_label import LocalPseudoLabeler
 from seminas_ray.tasks.nasbench import load_benchmark
@@ -51,21 +51,18 @@ table = load_benchmark(None, benchmark, dataset)
 cfg = config_for_table(table, preset)
 opt = make_method(method, search_space(table), seed, cfg, pseudo_labeler=LocalPseudoLabeler())
 oracle = Oracle(table, budget=opt.budget, seed=seed)
-keys, lookups, t0 = [], 0.0, time.perf_counter()
-while not opt.finished:
-    archs = opt.ask(1)
-    if not archs:
-        if not opt.needs_work():
-            break
-        opt.do_work()
-        continue
-    for arch in archs:
-        t1 = time.perf_counter()
-        value = oracle.query(arch).search_value
-        lookups += time.perf_counter() - t1
-        keys.append(opt.space.key(arch))
-        opt.tell(arch, value)
-print("RESULT " + json.dumps({"search": time.perf_counter() - t0, "lookups": lookups, "keys": keys,
+keys, lookups = [], [0.0]
+
+def lookup(arch):
+    t1 = time.perf_counter()
+    value = oracle.query(arch).search_value
+    lookups[0] += time.perf_counter() - t1
+    keys.append(opt.space.key(arch))
+    return value
+
+t0 = time.perf_counter()
+ask_tell_loop(opt, lookup)
+print("RESULT " + json.dumps({"search": time.perf_counter() - t0, "lookups": lookups[0], "keys": keys,
                              "rounds": opt.rounds_log}))
 """
 

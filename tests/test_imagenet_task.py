@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from seminas_ray.algorithm.config import build_config
+from seminas_ray.algorithm.direct import ask_tell_loop
 from seminas_ray.algorithm.registry import make_method
 from seminas_ray.spaces.mbconv import ALL_K3E6
 from seminas_ray.spaces.mbconv import SEMINASNET
@@ -63,16 +64,12 @@ def _search(space: MBConvSpace, cfg) -> tuple[list, list]:
     """A SemiNAS run whose reward grows with FLOPs, so generation pushes against the budget."""
     opt = make_method("seminas", space, 0, cfg)
     asked, scale = [], float(space.max_flops)
-    while not opt.finished:
-        archs = opt.ask(4)
-        if not archs:
-            if not opt.needs_work():
-                break
-            opt.do_work()
-            continue
-        for arch in archs:
-            asked.append(arch)
-            opt.tell(arch, space.cost(arch)["flops"] / scale)
+
+    def reward(arch) -> float:
+        asked.append(arch)
+        return space.cost(arch)["flops"] / scale
+
+    ask_tell_loop(opt, reward, batch=4)
     return asked, opt.rounds_log
 
 

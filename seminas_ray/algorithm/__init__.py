@@ -6,6 +6,7 @@ from seminas_ray.algorithm.config import PRESETS
 from seminas_ray.algorithm.config import SemiNASConfig
 from seminas_ray.algorithm.config import build_config
 from seminas_ray.algorithm.config import config_for_table
+from seminas_ray.algorithm.direct import ask_tell_loop
 from seminas_ray.algorithm.direct import replay
 from seminas_ray.algorithm.direct import run_direct
 from seminas_ray.algorithm.direct import search_space
@@ -20,7 +21,7 @@ from seminas_ray.algorithm.seminas import RoundWork
 from seminas_ray.algorithm.seminas import SemiNAS
 
 __all__ = [
-    "AskTellOptimizer", "LocalPseudoLabeler", "METHODS", "MethodSpec", "PRESETS", "RandomSearch",
+    "AskTellOptimizer", "ask_tell_loop", "LocalPseudoLabeler", "METHODS", "MethodSpec", "PRESETS", "RandomSearch",
     "RegularizedEvolution", "RoundResult", "RoundWork", "SemiNAS", "SemiNASConfig", "build_config",
     "config_for_table", "make_method", "replay", "run_direct", "search_space",
 ]
