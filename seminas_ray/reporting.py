@@ -103,3 +103,86 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def _finite_pairs(xs: Iterable[Any], ys: Iterable[Any]) -> list[tuple[float, float]]:
+    pairs = []
+    for x, y in zip(xs, ys):
+        try:
+            fx, fy = float(x), float(y)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(fx) and math.isfinite(fy):
+            pairs.append((fx, fy))
+    return pairs
+
+
+def plot_predicted_vs_true(path: Path, evaluations: pd.DataFrame, *, value: str, label: str, title: str) -> bool:
+    """Scatter of the predictor's score at query time against the measured ``value``, one colour per round, with
+    each round's Kendall tau in the legend. ``predicted`` is a normalised score (the controller's output on its
+    target scale), so only its order means something. Returns False (and draws nothing) without predictions."""
+    from matplotlib.figure import Figure
+    from scipy.stats import kendalltau
+
+    if "predicted" not in evaluations or value not in evaluations:
+        return False
+    rows = evaluations[["round", "predicted", value]].apply(pd.to_numeric, errors="coerce").dropna()
+    if rows.empty:
+        return False
+    fig = Figure(figsize=(6.0, 4.6), dpi=120)
+    ax = fig.subplots()
+    for rnd, group in rows.groupby("round"):
+        tau = kendalltau(group["predicted"], group[value]).statistic if len(group) > 1 else float("nan")
+        ax.scatter(group["predicted"], group[value], s=10, alpha=0.7,
+                   label=f"round {int(rnd)} (n={len(group)}, tau={tau:.2f})")
+    ax.set_xlabel("predicted score at query time (normalised)")
+    ax.set_ylabel(label)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return True
+
+
+def plot_kendall_tau(path: Path, rounds: pd.DataFrame, *, title: str) -> bool:
+    """Every ``*kendall_tau`` column of ``rounds.csv`` against the round (train: the controller's fit on its
+    labelled data; held-out: its ranking of the round's new architectures before they were measured). Returns
+    False (and draws nothing) when the round log has no tau."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    columns = [c for c in rounds.columns if c.endswith("kendall_tau")] if "round" in rounds else []
+    curves = {c: _finite_pairs(rounds["round"], rounds[c]) for c in columns}
+    curves = {c: pts for c, pts in curves.items() if pts}
+    if not curves:
+        return False
+    fig = Figure(figsize=(6.0, 4.0), dpi=120)
+    ax = fig.subplots()
+    for name, pts in curves.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name.replace("_", " "))
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("controller round")
+    ax.set_ylabel("Kendall tau")
+    ax.set_ylim(-1.0, 1.0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return True
+
+
+def write_search_plots(out: Path, evaluations: pd.DataFrame, rounds: pd.DataFrame, *, value: str, label: str,
+                       title: str) -> list[str]:
+    """The per-run plots beside ``search_curve.png``: ``predicted_vs_true.png`` and ``kendall_tau.png`` (each only
+    when the run has what it shows: random search and evolution predict nothing). Returns the files written."""
+    written = []
+    if plot_predicted_vs_true(out / "predicted_vs_true.png", evaluations, value=value, label=label, title=title):
+        written.append("predicted_vs_true.png")
+    if plot_kendall_tau(out / "kendall_tau.png", rounds, title=title):
+        written.append("kendall_tau.png")
+    return written

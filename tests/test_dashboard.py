@@ -76,3 +76,26 @@ def test_search_is_visible_in_the_dashboard(ray_with_dashboard, data_dir, tmp_pa
             break
         time.sleep(2)
     assert "seminas_queries" in text and "seminas_best_score" in text
+
+
+@pytest.mark.slow
+def test_supernet_actors_are_visible_in_the_dashboard(ray_with_dashboard, tmp_path):
+    """The ImageNet task's smoke search (no final stage): the named supernet replicas and the coordinator the docs
+    promise, as the dashboard's Actors view lists them (its HTTP state API), with the search's tasks."""
+    ray, ctx = ray_with_dashboard
+    from seminas_ray.cli import parse_settings
+    from seminas_ray.distributed.runner import run_search
+    from seminas_ray.tasks import get_task
+
+    settings = parse_settings(["--task", "imagenet", "--preset", "smoke", "--no-final", "--dashboard",
+                               "--out", str(tmp_path / "run")])
+    report = run_search(get_task("imagenet").prepare(settings), settings)
+    assert report["search"]["n_evaluated"] == 10
+
+    url = f"http://{ctx.dashboard_url}"
+    actors = json.loads(get(f"{url}/api/v0/actors?limit=10000&detail=true"))["data"]["result"]["result"]
+    by_name = {a.get("name"): a for a in actors if a.get("name")}
+    assert {"supernet-0", "supernet-1", "imagenet-supernet-coordinator"} <= set(by_name), sorted(by_name)
+    assert by_name["supernet-0"]["class_name"] == "SupernetActor"
+    names = {t["name"] for t in json.loads(get(f"{url}/api/v0/tasks?limit=10000"))["data"]["result"]["result"]}
+    assert "controller_round" in names, names

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from results_schema_check import undocumented
 import torch
 from PIL import Image
 
@@ -225,3 +226,6 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert list(rounds["round"]) == [0, 1] and (rounds["supernet_steps"] > 0).all()
     for name in ("config.yaml", "search_curve.png", "accuracy_vs_flops.png", "tune", "final_tune", "supernet"):
         assert (out / name).exists(), name
+    assert not undocumented(out), "add these to docs/results_schema.md"
+    assert list((out / "tensorboard").glob("events.out.tfevents.*")), "no search-level TensorBoard file"
+    assert (out / "predicted_vs_true.png").is_file() and (out / "kendall_tau.png").is_file()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from results_schema_check import undocumented
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "experiments" / "run.py")]
@@ -16,15 +17,33 @@ TINY = ["--set", "n_seed=30", "--set", "n_unlabelled=500", "--set", "n_per_round
         "--set", "pretrain_epochs=60", "--set", "train_epochs=20"]
 
 
-def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+def run_cli(*args: str, timeout: int = 600, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1", **env_vars)
     return subprocess.run(RUN + list(args), capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
+    """``tag -> {step: value}`` from the TensorBoard event files under ``logdir`` (TFRecord frames of Event
+    protos, read with the project's TFRecord reader and tensorboardX's protos)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    from seminas_ray.benchmarks.tfrecord import iter_tfrecord
+
+    files = sorted(logdir.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {logdir}"
+    out: dict[str, dict[int, float]] = {}
+    for path in files:
+        for _, payload in iter_tfrecord(path):
+            event = Event.FromString(payload)
+            for value in event.summary.value:
+                out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out
 
 
 def test_nasbench_run_writes_an_honest_results_folder(data_dir, tmp_path):
     out = tmp_path / "run"
     proc = run_cli("--task", "nasbench", "--benchmark", "nb201", "--dataset", "cifar10", "--preset", "paper-300",
-                   *TINY, "--seed", "0", "--out", str(out), "--num-cpus", "2")
+                   *TINY, "--seed", "0", "--out", str(out), "--num-cpus", "2", SEMINAS_PROGRESS="1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     evals = pd.read_csv(out / "evaluations.csv")
@@ -36,6 +55,18 @@ def test_nasbench_run_writes_an_honest_results_folder(data_dir, tmp_path):
     assert len(rounds) == 2 and (rounds["controller_seconds"] > 0).all()
     assert (out / "search_curve.png").stat().st_size > 1000 and (out / "config.yaml").is_file()
     assert "[round 1]" in proc.stdout and "results in" in proc.stdout
+    # one place for the best architecture (no flat best_* copies), the query bar, and the per-run plots
+    assert not [k for k in report if k.startswith("best_")] and "rank" not in report
+    assert "queries: 100%" in proc.stderr and "70/70" in proc.stderr and "round 2" in proc.stderr
+    for plot in ("search_curve.png", "predicted_vs_true.png", "kendall_tau.png"):
+        assert plot in report["plots"] and (out / plot).stat().st_size > 1000
+    assert not undocumented(out), "add these to docs/results_schema.md"
+    # search-level TensorBoard: the same numbers as evaluations.csv and rounds.csv
+    scalars = tensorboard_scalars(out / "tensorboard")
+    assert scalars["search/best_so_far"][70] == pytest.approx(evals["search_value"].max())
+    assert len(scalars["search/value"]) == 70 and len(scalars["search/predicted"]) == 40
+    assert set(scalars["round/train_kendall_tau"]) == {1, 2}
+    assert scalars["round/controller_seconds"][2] == pytest.approx(rounds["controller_seconds"].iloc[1])
 
     # the same folder again is refused, and nothing in it is touched
     before = (out / "report.json").read_bytes()

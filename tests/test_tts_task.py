@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from results_schema_check import undocumented
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "experiments" / "run.py")]
@@ -51,6 +52,8 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert evals["dfr"].between(0, 1).all() and evals["final_dfr"].between(0, 1).all()
     assert report["search"]["best"]["key"] == evals.loc[evals["final_dfr"].idxmax(), "key"]
     assert list(evals["round"]) == [0] * 6 + [1] * 4
+    assert not undocumented(out), "add these to docs/results_schema.md"
+    assert list((out / "tensorboard").glob("events.out.tfevents.*")), "no search-level TensorBoard file"
     # the same architectures, rounds and rewards as the search before the redesign (seed 0; tests/golden/)
     golden = pd.read_csv(REPO / "tests" / "golden" / "tts_smoke_seed0.csv")
     got = evals.sort_values(["round", "key"]).reset_index(drop=True)

@@ -223,7 +223,10 @@ def _load_weights(module: torch.nn.Module, weights: dict[str, np.ndarray], *, st
             value = np.asarray(weights[name])
             if tuple(value.shape) != tuple(tensor.shape):
                 raise ValueError(f"weight {name!r} has shape {value.shape}, expected {tuple(tensor.shape)}")
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
+            # weights from Ray's object store are read-only views: copy_ reads them, but from_numpy warns on them
+            if not value.flags.writeable or not value.flags.c_contiguous:
+                value = np.array(value, copy=True)
+            tensor.copy_(torch.from_numpy(value).to(tensor.dtype))
 
 
 def _use_fast(config: ControllerConfig, device: torch.device) -> bool:

@@ -44,6 +44,8 @@ from seminas_ray.distributed.run_folder import record_state_files
 from seminas_ray.distributed.run_folder import saved_evaluations
 from seminas_ray.distributed.run_folder import start_manifest
 from seminas_ray.distributed.run_folder import verify_run_folder
+from seminas_ray.distributed.search_views import close_views
+from seminas_ray.distributed.search_views import search_views
 from seminas_ray.distributed.searcher import AskTellSearcher
 from seminas_ray.reporting import write_json
 from seminas_ray.reporting import write_yaml
@@ -355,7 +357,8 @@ def _tuner(plan: SearchPlan, session: SearchSession) -> tuple[tune.Tuner, AskTel
         return tuner, restored
     searcher = AskTellSearcher(plan.make_optimizer(), metric=plan.metric, mode=plan.mode,
                                work_num_cpus=session.round_cpus, work_num_gpus=session.work_gpus,
-                               work_device=session.controller_device, callbacks=list(plan.callbacks),
+                               work_device=session.controller_device,
+                               callbacks=[*plan.callbacks, *search_views(session.out, plan.metric)],
                                work_placement_group_name=session.work_group_name, include_pool=plan.include_pool,
                                extra_result_keys=plan.extra_result_keys, run_id=run_id, batch_size=plan.batch_size)
     tuner = tune.Tuner(
@@ -374,7 +377,10 @@ def tune_search(plan: SearchPlan, session: SearchSession) -> SearchOutcome:
     """Run (or continue) the Tune search of ``plan``; :class:`SearchInterrupted` when it stopped early."""
     tuner, searcher = _tuner(plan, session)
     t0 = time.perf_counter()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        close_views(searcher.callbacks)  # the query bar and the TensorBoard file
     wall = time.perf_counter() - t0
     if not searcher.done:
         # Tune returns from fit() on Ctrl-C after saving its state: the search is not over

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from tqdm.auto import tqdm
 
 from seminas_ray.algorithm import METHODS
 from seminas_ray.algorithm import PRESETS
@@ -37,6 +38,7 @@ from seminas_ray.reporting import plot_search_curve
 from seminas_ray.reporting import round_or_none
 from seminas_ray.reporting import write_csv
 from seminas_ray.reporting import write_json
+from seminas_ray.reporting import write_search_plots
 from seminas_ray.tasks.base import Task
 from seminas_ray.tasks.nasbench_trial import METRIC
 from seminas_ray.tasks.nasbench_trial import nasbench_trainable
@@ -72,12 +74,12 @@ class RoundPrinter:
         prev_tau = log[-2].get("heldout_kendall_tau") if len(log) > 1 else None
         loss = last.get("train_loss", last.get("pretrain_loss"))
         best = searcher.best_value
-        print(f"[round {opt.round}] queries {opt.n_told}/{searcher.budget} "
-              f"best {self.table.search_metric}={None if best is None else round(best, 5)} "
-              f"controller loss={round_or_none(loss, 4)} tau(train)={round_or_none(tau, 3)} "
-              f"tau(last round, held-out)={round_or_none(prev_tau, 3)} "
-              f"pseudo-labels/s={last.get('pseudo_labels_per_s', '-')} controller {last.get('controller_seconds')}s",
-              flush=True)
+        # through tqdm, so the query bar (distributed/search_views.py) is redrawn below the line
+        tqdm.write(f"[round {opt.round}] queries {opt.n_told}/{searcher.budget} "
+                   f"best {self.table.search_metric}={None if best is None else round(best, 5)} "
+                   f"controller loss={round_or_none(loss, 4)} tau(train)={round_or_none(tau, 3)} "
+                   f"tau(last round, held-out)={round_or_none(prev_tau, 3)} "
+                   f"pseudo-labels/s={last.get('pseudo_labels_per_s', '-')} controller {last.get('controller_seconds')}s")
         write_csv(self.out_dir / "rounds.csv", [flatten_row(r) for r in log])
 
 
@@ -159,20 +161,22 @@ def write_results(out: Path, table: Table, searcher: AskTellSearcher, *, seed: i
                      "best_so_far": best, "rank": table.rank(key) if key in table else None,
                      "arch": table.space.describe(table.arch(key)) if key in table else None,
                      "trial_id": e["trial_id"], "time": e["time"]})
-    write_csv(out / "evaluations.csv", rows)
+    frame = write_csv(out / "evaluations.csv", rows)
     log = searcher.optimizer.rounds_log
-    write_csv(out / "rounds.csv", [flatten_row(r) for r in log], columns=None if log else ["round"])
+    rounds = write_csv(out / "rounds.csv", [flatten_row(r) for r in log], columns=None if log else ["round"])
+    # one place for the best architecture: the nested "best" (the oracle's flat best_* keys are folded into it)
+    best = {name[len("best_"):]: report.pop(name) for name in [n for n in report if n.startswith("best_")]}
+    best.update(rank=report.pop("rank", None), rank_text=report.pop("rank_text", None))
     report.update(method=method, wall_seconds=round(wall_seconds, 2), n_rounds=len(log),
-                  controller_seconds=[r.get("controller_seconds") for r in log])
-    report["best"] = {"key": report.get("best_key"), "search_value": report.get("best_search_value"),
-                      "test_value": report.get("best_test_value"), "rank": report.get("rank"),
-                      "rank_text": report.get("rank_text"), "arch": report.get("best_arch")}
-    write_json(out / "report.json", report)
+                  controller_seconds=[r.get("controller_seconds") for r in log], best=best)
+    title = f"{method} on {table.name} (seed {seed})"
     plot_search_curve(out / "search_curve.png", {method: (list(range(1, len(running) + 1)), running)},
-                      ylabel=f"best {table.search_metric} so far", title=f"{method} on {table.name} (seed {seed})",
-                      optimum=table.best()[1])
+                      ylabel=f"best {table.search_metric} so far", title=title, optimum=table.best()[1])
+    report["plots"] = ["search_curve.png", *write_search_plots(out, frame, rounds, value=METRIC,
+                                                               label=table.search_metric, title=title)]
+    write_json(out / "report.json", report)
     print(f"done in {wall_seconds:.1f}s: {report['n_queries']} queries, best {table.search_metric}="
-          f"{report.get('best_search_value')} ({report.get('rank_text')}); results in {out}", flush=True)
+          f"{best['search_value']} ({best['rank_text']}); results in {out}", flush=True)
     return report
 
 

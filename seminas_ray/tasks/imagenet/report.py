@@ -10,6 +10,7 @@ from seminas_ray.algorithm.metrics import kendall_tau
 from seminas_ray.reporting import best_so_far
 from seminas_ray.reporting import flatten_row
 from seminas_ray.reporting import plot_search_curve
+from seminas_ray.reporting import write_search_plots
 from seminas_ray.reporting import write_csv
 from seminas_ray.reporting import write_json
 from seminas_ray.spaces.mbconv import MBConvSpace
@@ -30,7 +31,7 @@ def write_search_results(out: Path, searcher: Any, space: MBConvSpace, final_sco
                      "predicted": e.get("predicted"), "best_so_far": best, "flops": int(flops),
                      "params": int(params), "within_budget": bool(space.within_budget(e["key"])),
                      "supernet_steps": e.get("supernet_steps"), "trial_id": e["trial_id"], "time": e["time"]})
-    write_csv(out / "evaluations.csv", rows)
+    frame = write_csv(out / "evaluations.csv", rows)
     log = [flatten_row(r) for r in searcher.optimizer.rounds_log]
     merged = []
     for entry in sorted(supernet_rounds, key=lambda r: int(r["round"])):  # one row per supernet round
@@ -38,7 +39,8 @@ def write_search_results(out: Path, searcher: Any, space: MBConvSpace, final_sco
         controller = next((c for c in log if int(c.get("round", -1)) == int(entry["round"])), {})
         row.update({f"controller_{k}": v for k, v in controller.items() if k != "round"})
         merged.append(row)
-    write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
+    rounds = write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
+    write_search_plots(out, frame, rounds, value=METRIC, label="supernet validation top-1", title=f"SemiNAS on mbconv (seed {seed})")
     plot_search_curve(out / "search_curve.png", {"SemiNAS (supernet top-1)": (list(range(1, len(running) + 1)),
                                                                                running)},
                       ylabel="best supernet validation top-1 so far", title=f"SemiNAS on mbconv (seed {seed})")

@@ -51,6 +51,7 @@ from seminas_ray.distributed.supernet_actor import plan_placement
 from seminas_ray.reporting import best_so_far
 from seminas_ray.reporting import flatten_row
 from seminas_ray.reporting import plot_search_curve
+from seminas_ray.reporting import write_search_plots
 from seminas_ray.reporting import round_or_none
 from seminas_ray.reporting import write_csv
 from seminas_ray.spaces.tts import TTSSpace
@@ -304,7 +305,7 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
                      "predicted": e.get("predicted"), "best_so_far": best,
                      "params_layers_256": space.cost(e["key"])["params_layers"],
                      "supernet_steps": e.get("supernet_steps"), "trial_id": e["trial_id"], "time": e["time"]})
-    write_csv(out / "evaluations.csv", rows)
+    frame = write_csv(out / "evaluations.csv", rows)
     log = [flatten_row(r) for r in searcher.optimizer.rounds_log]
     by_round = {int(r["round"]): r for r in supernet_rounds}
     merged = []
@@ -313,7 +314,8 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
         controller = next((c for c in log if int(c.get("round", -1)) == r), {})
         row.update({f"controller_{k}": v for k, v in controller.items() if k != "round"})
         merged.append(row)
-    write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
+    rounds = write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
+    write_search_plots(out, frame, rounds, value=METRIC, label="supernet DFR (reward)", title=f"SemiNAS on the TTS space (seed {seed})")
     scored = [r for r in rows if r["final_dfr"] is not None]
     best = max(scored, key=lambda r: (r["final_dfr"], r[METRIC] or 0.0))
     best_reward = max((r for r in rows if r[METRIC] is not None), key=lambda r: r[METRIC])
