@@ -22,10 +22,11 @@ except _metadata.PackageNotFoundError:
 if TYPE_CHECKING:
     from seminas_ray.api import RunResult
     from seminas_ray.api import load_run
+    from seminas_ray.api import run
     from seminas_ray.api import search
 
 # The Python API imports Ray and the runner: loaded on first use so `import seminas_ray` stays light
-_API = ("search", "load_run", "RunResult")
+_API = ("search", "run", "load_run", "RunResult")
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +37,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'seminas_ray' has no attribute {name!r}")
 
 
-__all__ = ["RunResult", "__version__", "load_run", "search"]
+__all__ = ["RunResult", "__version__", "load_run", "run", "search"]

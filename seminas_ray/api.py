@@ -51,6 +51,8 @@ def search(task: str = "nasbench", preset: str | None = None, budget: int | None
            out: str | Path | None = None, overrides: Sequence[str] = (), **options: Any) -> pd.DataFrame:
     """Run one search and return its evaluations (``evaluations.csv``: one row per query, in query order).
 
+    The same as ``run(...).evaluations`` (:func:`run` also hands back Tune's ``ResultGrid``).
+
     Args:
         task: a registered task (``nasbench``, ``tts``, ``imagenet``).
         preset: the task's preset (default: the task's default).
@@ -66,6 +68,14 @@ def search(task: str = "nasbench", preset: str | None = None, budget: int | None
     :func:`load_run` reads everything back later. Errors in the input raise ``ValueError`` (or
     ``FileNotFoundError``) before anything is written.
     """
+    return run(task, preset, budget, seed, out, overrides, **options).evaluations
+
+
+def run(task: str = "nasbench", preset: str | None = None, budget: int | None = None, seed: int = 0,
+        out: str | Path | None = None, overrides: Sequence[str] = (), **options: Any) -> "RunResult":
+    """Run one search (arguments as :func:`search`) and return its results folder read back, with Tune's
+    ``ResultGrid`` of the search in ``result_grid`` (one ``Result`` per Tune trial: a trial may hold several
+    table lookups; the project's own evaluation log, one row per query, is ``evaluations``)."""
     spec = get_task(task)
     task_options = task_option_defaults(task)
     run_options = {k: options.pop(k) for k in list(options) if k in _SETTING_KEYWORDS}
@@ -79,10 +89,11 @@ def search(task: str = "nasbench", preset: str | None = None, budget: int | None
                            overrides=tuple(overrides), options=task_options, out=folder, **run_options)
     settings = resolve_settings(check_session_options(settings))
     job = spec.prepare(settings)
-    report = run_search(job, settings)
-    evaluations = pd.read_csv(folder / "evaluations.csv")
-    evaluations.attrs.update(report=report, out=str(folder.resolve()))
-    return evaluations
+    run_search(job, settings)
+    result = load_run(folder)
+    result.evaluations.attrs.update(report=result.report, out=str(folder.resolve()))
+    result.result_grid = job.outcome.result_grid if job.outcome is not None else None
+    return result
 
 
 @dataclass
@@ -95,6 +106,9 @@ class RunResult:
     rounds: pd.DataFrame
     settings: dict[str, Any]                         # config.yaml's "settings" (what defines the search)
     config: dict[str, Any] = field(default_factory=dict)  # the whole config.yaml (settings + the task's resolved one)
+    # Tune's ResultGrid of the search, from run() only: load_run does not rebuild it (that would unpickle Tune's
+    # state, see docs/safety.md)
+    result_grid: Any = None
 
 
 def load_run(path: str | Path) -> RunResult:
@@ -115,4 +129,4 @@ def load_run(path: str | Path) -> RunResult:
                      settings=dict((config or {}).get("settings") or {}), config=dict(config or {}))
 
 
-__all__ = ["RunResult", "load_run", "search", "task_option_defaults"]
+__all__ = ["RunResult", "load_run", "run", "search", "task_option_defaults"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from ray.tune import ResultGrid
 from packaging.requirements import Requirement
 
 import seminas_ray
@@ -103,12 +104,17 @@ def test_python_api_search_and_load_run(data_dir, tmp_path):
 
     out = tmp_path / "api-run"
     try:
-        evaluations = seminas_ray.search(task="nasbench", preset="paper-300", budget=30, seed=0, out=out,
-                                         overrides=("n_seed=20", "n_per_round=10", "n_unlabelled=300",
-                                                    "pretrain_epochs=10", "train_epochs=3"),
-                                         benchmark="nb201", dataset="cifar10", num_cpus=2)
+        # run() = search() + Tune's ResultGrid (search() returns run(...).evaluations)
+        result = seminas_ray.run(task="nasbench", preset="paper-300", budget=30, seed=0, out=out,
+                                 overrides=("n_seed=20", "n_per_round=10", "n_unlabelled=300",
+                                            "pretrain_epochs=10", "train_epochs=3"),
+                                 benchmark="nb201", dataset="cifar10", num_cpus=2)
     finally:
         ray.shutdown()
+    evaluations = result.evaluations
+    grid = result.result_grid
+    assert isinstance(grid, ResultGrid) and grid.num_errors == 0 and 1 <= len(grid) <= 30
+    assert set(evaluations["trial_id"]) == {r.metrics["trial_id"] for r in grid}  # lookups are batched per trial
     assert isinstance(evaluations, pd.DataFrame)
     assert len(evaluations) == 30 == evaluations["key"].nunique()          # one row per query
     assert list(evaluations["query"]) == list(range(1, 31))

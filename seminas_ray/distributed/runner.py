@@ -191,6 +191,7 @@ class SearchJob(ABC):
 
     task: str
     log_to_driver: bool = False     # show the Ray workers' output (e.g. supernet progress) in this terminal
+    outcome: "SearchOutcome | None" = None   # set by run_search once the search is over (Tune's ResultGrid, ...)
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -417,6 +418,7 @@ def run_search(job: SearchJob, settings: RunSettings) -> dict[str, Any]:
                     record_state_files(out)
                     raise
                 record_state_files(out)
+                job.outcome = outcome
                 job.after_search(outcome)
             report = job.write_results(session, outcome)
         finished = True
