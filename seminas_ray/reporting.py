@@ -79,11 +79,17 @@ def plot_search_curve(path: Path, curves: dict[str, tuple[list[int], list[float 
         ax.axhline(optimum, color="grey", linestyle="--", linewidth=1, label="table optimum")
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel("queries")
+    _save_figure(fig, ax, path, xlabel="queries", ylabel=ylabel, title=title, legend="lower right")
+
+
+def _save_figure(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str, legend: str,
+                 fontsize: int = 8) -> None:
+    """Labels, grid and legend of a one-axes figure, then write it to ``path`` (the folder is created)."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc=legend, fontsize=fontsize)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -135,14 +141,8 @@ def plot_predicted_vs_true(path: Path, evaluations: pd.DataFrame, *, value: str,
         tau = kendalltau(group["predicted"], group[value]).statistic if len(group) > 1 else float("nan")
         ax.scatter(group["predicted"], group[value], s=10, alpha=0.7,
                    label=f"round {int(rnd)} (n={len(group)}, tau={tau:.2f})")
-    ax.set_xlabel("predicted score at query time (normalised)")
-    ax.set_ylabel(label)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save_figure(fig, ax, path, xlabel="predicted score at query time (normalised)", ylabel=label, title=title,
+                 legend="best", fontsize=7)
     return True
 
 
@@ -164,15 +164,8 @@ def plot_kendall_tau(path: Path, rounds: pd.DataFrame, *, title: str) -> bool:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name.replace("_", " "))
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("controller round")
-    ax.set_ylabel("Kendall tau")
     ax.set_ylim(-1.0, 1.0)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save_figure(fig, ax, path, xlabel="controller round", ylabel="Kendall tau", title=title, legend="lower right")
     return True
 
 
