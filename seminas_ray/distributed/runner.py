@@ -285,7 +285,15 @@ def ray_session(settings: RunSettings, *, log_to_driver: bool = False,
                              f"{total:g} CPUs, other jobs may hold them): give --num-cpus 2 or more") from None
         yield resources, cpus
     finally:
-        remove_placement_group(group)
+        with contextlib.suppress(Exception):  # run_search may have released it already
+            remove_placement_group(group)
+
+
+def release_work_group() -> None:
+    """Give the controller's reserved CPUs back once the search is over, so the results stage (e.g. the ImageNet
+    task's final training) can use the whole cluster; a no-op when there is none."""
+    with contextlib.suppress(Exception):
+        remove_placement_group(ray.util.get_placement_group(WORK_GROUP_NAME))
 
 
 def reserved_work_cpus(total_cpus: float) -> float:
@@ -420,6 +428,7 @@ def run_search(job: SearchJob, settings: RunSettings) -> dict[str, Any]:
                 record_state_files(out)
                 job.outcome = outcome
                 job.after_search(outcome)
+            release_work_group()
             report = job.write_results(session, outcome)
         finished = True
     finally:
