@@ -61,6 +61,10 @@ def test_nasbench_run_writes_an_honest_results_folder(data_dir, tmp_path):
     for plot in ("search_curve.png", "predicted_vs_true.png", "kendall_tau.png"):
         assert plot in report["plots"] and (out / plot).stat().st_size > 1000
     assert not undocumented(out), "add these to docs/results_schema.md"
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("report.json", "evaluations.csv", "config.yaml"):  # ordinary files, not mkstemp's private 0600
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     # search-level TensorBoard: the same numbers as evaluations.csv and rounds.csv
     scalars = tensorboard_scalars(out / "tensorboard")
     assert scalars["search/best_so_far"][70] == pytest.approx(evals["search_value"].max())

@@ -72,12 +72,21 @@ def loads_state(data: bytes, source: str = "<bytes>") -> Any:
     return _unpack(meta, arrays)
 
 
+def ordinary_permissions(fd: int) -> None:
+    """Give a ``tempfile.mkstemp`` file (private 0600) the permissions any new file gets under the umask: results
+    and caches are ordinary data that other users and tools may read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file and ``os.replace``: a reader (or a kill) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        ordinary_permissions(fd)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

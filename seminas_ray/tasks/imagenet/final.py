@@ -29,6 +29,7 @@ from ray.tune.logger import CSVLoggerCallback
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 
+from seminas_ray.distributed.runner import trial_name
 from seminas_ray.spaces.mbconv import ALL_K3E6
 from seminas_ray.spaces.mbconv import STAGE_STARTS
 from seminas_ray.spaces.mbconv import MBConvArch
@@ -200,7 +201,8 @@ def run_final_stage(out: Path, candidates: list[Candidate], data: ImageData, geo
     by_key = {c.key: c for c in candidates}
     tuner = tune.Tuner(
         trainable, param_space={"key": tune.grid_search([c.key for c in candidates])},
-        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=False),
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=False,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=FINAL_TUNE_DIR, storage_path=str(out), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=1),
                                   # each network's per-epoch history is read back from these files: ask for them

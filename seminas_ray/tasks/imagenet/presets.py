@@ -83,10 +83,10 @@ PRESETS: dict[str, ImageNetPreset] = {
     "default": ImageNetPreset(
         name="default", description="2-core CPU run of about half an hour: Fashion-MNIST, N=16, M=4000, 2 rounds of 8",
         n_valid=1000, n_train=20_000, n_test=5000, folder_input_size=64, width_mult=0.25, batch_size=64, lr=0.1,
-        steps_per_arch=12, min_round_steps=150, max_round_steps=400, first_round_steps=200, calib_batches=2,
+        steps_per_arch=40, min_round_steps=300, max_round_steps=800, first_round_steps=300, calib_batches=2,
         seminas={"n_seed": 16, "n_unlabelled": 4000, "n_per_round": 8, "n_rounds": 2, "top_k": 100},
-        final_top_k=3, final_epochs=3, final_batch_size=64, final_lr=0.1, final_train=8000, final_dropout=0.1,
-        latency_runs=30),
+        final_top_k=3, final_epochs=5, final_batch_size=64, final_lr=0.1, final_train=10_000, final_dropout=0.1,
+        grace_epochs=2, latency_runs=30),
     "paper": ImageNetPreset(
         name="paper", description="the paper's search and final settings for GPUs (use --data an ImageNet folder)"),
 }

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from seminas_ray import settings
 from seminas_ray.tasks.tts.ljspeech import LJSpeechCorpus, read_wav, write_wav
+from seminas_ray.utils.state_io import ordinary_permissions
 
 __all__ = [
     "SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "WIN_LENGTH", "N_MELS", "F_MIN", "F_MAX", "LOG_FLOOR", "MEL_MEAN",
@@ -190,6 +191,7 @@ def precompute_mels(corpus: LJSpeechCorpus, *, cache_root: str | Path | None = N
     offsets = np.concatenate([[0], np.cumsum(frames)]).astype(np.int64)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        ordinary_permissions(fd)
         with os.fdopen(fd, "wb") as handle:  # a file object: np.savez would append ".npz" to a temp name
             np.savez(handle, mels=np.concatenate(chunks), offsets=offsets, ids=np.asarray(corpus.ids),
                      mean=np.float64(mean), std=np.float64(std))

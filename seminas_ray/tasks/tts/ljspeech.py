@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seminas_ray.tasks.tts import text as tts_text
+from seminas_ray.utils.state_io import ordinary_permissions
 
 SAMPLE_RATE = 22050
 METADATA = "metadata.csv"
@@ -82,6 +83,7 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_R
         samples = np.round(np.clip(samples.astype(np.float64), -1.0, 32767 / 32768) * 32768).astype(np.int16)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        ordinary_permissions(fd)
         with os.fdopen(fd, "wb") as raw, wave.open(raw, "wb") as handle:
             handle.setnchannels(1)
             handle.setsampwidth(2)
