@@ -450,6 +450,9 @@ def add_sessions(out: Path, report: dict[str, Any], sessions: list[dict[str, Any
     return report
 
 
-__all__ = ["CONTROLLER_DEVICES", "RunSettings", "controller_gpus", "work_bundle", "SearchInterrupted", "SearchJob", "SearchOutcome", "SearchPlan", "SearchSession",
-           "add_sessions", "load_saved_settings", "lookup_trial_cpus", "prepare_out_dir", "ray_session",
-           "resolve_settings", "run_search", "tune_search"]
+__all__ = [
+    "CONTROLLER_DEVICES", "RunSettings", "SearchInterrupted", "SearchJob", "SearchOutcome", "SearchPlan",
+    "SearchSession", "add_sessions", "controller_gpus", "load_saved_settings", "lookup_trial_cpus",
+    "prepare_out_dir", "ray_session", "release_work_group", "resolve_settings", "run_search", "tune_search",
+    "work_bundle",
+]

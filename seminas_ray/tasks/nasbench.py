@@ -79,7 +79,8 @@ class RoundPrinter:
                    f"best {self.table.search_metric}={None if best is None else round(best, 5)} "
                    f"controller loss={round_or_none(loss, 4)} tau(train)={round_or_none(tau, 3)} "
                    f"tau(last round, held-out)={round_or_none(prev_tau, 3)} "
-                   f"pseudo-labels/s={last.get('pseudo_labels_per_s', '-')} controller {last.get('controller_seconds')}s")
+                   f"pseudo-labels/s={last.get('pseudo_labels_per_s', '-')} "
+                   f"controller {last.get('controller_seconds')}s")
         write_csv(self.out_dir / "rounds.csv", [flatten_row(r) for r in log])
 
 

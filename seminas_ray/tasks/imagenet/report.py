@@ -40,7 +40,8 @@ def write_search_results(out: Path, searcher: Any, space: MBConvSpace, final_sco
         row.update({f"controller_{k}": v for k, v in controller.items() if k != "round"})
         merged.append(row)
     rounds = write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
-    write_search_plots(out, frame, rounds, value=METRIC, label="supernet validation top-1", title=f"SemiNAS on mbconv (seed {seed})")
+    write_search_plots(out, frame, rounds, value=METRIC, label="supernet validation top-1",
+                       title=f"SemiNAS on mbconv (seed {seed})")
     plot_search_curve(out / "search_curve.png", {"SemiNAS (supernet top-1)": (list(range(1, len(running) + 1)),
                                                                                running)},
                       ylabel="best supernet validation top-1 so far", title=f"SemiNAS on mbconv (seed {seed})")

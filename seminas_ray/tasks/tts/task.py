@@ -315,7 +315,8 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
         row.update({f"controller_{k}": v for k, v in controller.items() if k != "round"})
         merged.append(row)
     rounds = write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
-    write_search_plots(out, frame, rounds, value=METRIC, label="supernet DFR (reward)", title=f"SemiNAS on the TTS space (seed {seed})")
+    write_search_plots(out, frame, rounds, value=METRIC, label="supernet DFR (reward)",
+                       title=f"SemiNAS on the TTS space (seed {seed})")
     scored = [r for r in rows if r["final_dfr"] is not None]
     best = max(scored, key=lambda r: (r["final_dfr"], r[METRIC] or 0.0))
     best_reward = max((r for r in rows if r[METRIC] is not None), key=lambda r: r[METRIC])
