@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from results_schema_check import undocumented
+from results_checks import undocumented
 import torch
 from PIL import Image
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from results_schema_check import undocumented
+from results_checks import tensorboard_scalars
+from results_checks import undocumented
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "experiments" / "run.py")]
@@ -20,24 +21,6 @@ TINY = ["--set", "n_seed=30", "--set", "n_unlabelled=500", "--set", "n_per_round
 def run_cli(*args: str, timeout: int = 600, **env_vars: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1", **env_vars)
     return subprocess.run(RUN + list(args), capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-
-
-def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
-    """``tag -> {step: value}`` from the TensorBoard event files under ``logdir`` (TFRecord frames of Event
-    protos, read with the project's TFRecord reader and tensorboardX's protos)."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    from seminas_ray.benchmarks.tfrecord import iter_tfrecord
-
-    files = sorted(logdir.glob("events.out.tfevents.*"))
-    assert files, f"no event file in {logdir}"
-    out: dict[str, dict[int, float]] = {}
-    for path in files:
-        for _, payload in iter_tfrecord(path):
-            event = Event.FromString(payload)
-            for value in event.summary.value:
-                out.setdefault(value.tag, {})[event.step] = value.simple_value
-    return out
 
 
 def test_nasbench_run_writes_an_honest_results_folder(data_dir, tmp_path):

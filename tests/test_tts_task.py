@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from results_schema_check import undocumented
+from results_checks import undocumented
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "experiments" / "run.py")]

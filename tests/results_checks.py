@@ -1,5 +1,5 @@
-"""Is every column and ``report.json`` key of a results folder documented in docs/results_schema.md? Used by the
-tests that run a task end to end (nasbench, imagenet, tts), on the folders they produce anyway."""
+"""Checks of a results folder shared by the tests that run a task end to end (nasbench, imagenet, tts): is every
+column and ``report.json`` key documented in docs/results_schema.md, and what the TensorBoard files hold."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from tensorboardX.proto.event_pb2 import Event
+
+from seminas_ray.benchmarks.tfrecord import iter_tfrecord
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "results_schema.md"
 
@@ -40,3 +43,17 @@ def undocumented(folder: Path) -> list[str]:
     if report.is_file():
         missing += [f"report.json:{key}" for key in json.loads(report.read_text()) if key not in known]
     return missing
+
+
+def tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
+    """``tag -> {step: value}`` from the TensorBoard event files under ``logdir`` (TFRecord frames of Event
+    protos, read with the project's TFRecord reader and tensorboardX's protos)."""
+    files = sorted(logdir.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {logdir}"
+    out: dict[str, dict[int, float]] = {}
+    for path in files:
+        for _, payload in iter_tfrecord(path):
+            event = Event.FromString(payload)
+            for value in event.summary.value:
+                out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out
