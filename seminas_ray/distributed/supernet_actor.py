@@ -158,7 +158,8 @@ class SupernetWorker:
         for _ in range(int(n_steps)):
             j = int(np.random.default_rng([int(seed), self.step]).integers(len(archs)))
             arch = archs[j]
-            batch = self.backend.batch(self._batch_index(self.step), self.rank, self.world_size, self.device)
+            batch = self.backend.batch(self._batch_index(self.step), self.rank, self.world_size, self.device,
+                                       step=self.step)
             sync = partial(self._average_gradients, self._params_of(pool[j], arch)) if self._group else None
             stats = train_step(r.model, r.optimizer, r.scheduler, partial(self.backend.loss, r.model, batch, arch),
                                r.clip_norm, sync_gradients=sync)
@@ -201,15 +202,17 @@ class SupernetWorker:
 
     def set_state(self, state: dict[str, Any]) -> bool:
         """Install a :meth:`get_state` dict (every replica loads the same one, so they stay identical)."""
-        self.model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state["model"].items()})
+        # copies: the state arrives as read-only views of Ray's object store
+        self.model.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in state["model"].items()})
         groups = []
         for g in state["optimizer_groups"]:
             g = dict(g)
             if "betas" in g:
                 g["betas"] = tuple(g["betas"])
             groups.append(g)
-        opt_state = {int(k): {kk: (torch.as_tensor(np.asarray(vv)).to(self.device) if isinstance(vv, np.ndarray)
-                                   else vv) for kk, vv in v.items()} for k, v in state["optimizer_state"].items()}
+        opt_state = {int(k): {kk: (torch.from_numpy(np.array(vv, copy=True)).to(self.device)
+                                   if isinstance(vv, np.ndarray) else vv) for kk, vv in v.items()}
+                     for k, v in state["optimizer_state"].items()}
         self.replica.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         self.step = int(state["step"])
         self.backend.resume_scheduler(self.replica, self.step)

@@ -63,8 +63,10 @@ class SupernetBackend(ABC):
         """Global training batches per epoch (every rank sees the same number)."""
 
     @abstractmethod
-    def batch(self, index: int, rank: int, world_size: int, device: str) -> Any:
-        """Rank ``rank``'s shard of global training batch ``index`` on ``device`` (cache it if it is costly)."""
+    def batch(self, index: int, rank: int, world_size: int, device: str, step: int = 0) -> Any:
+        """Rank ``rank``'s shard of global training batch ``index`` on ``device`` (cache it if it is costly).
+        ``step`` is the global training step: a backend that augments seeds its randomness with it (never with a
+        counter of its own), so a supernet resumed from a checkpoint trains on what an uninterrupted one does."""
 
     @abstractmethod
     def loss(self, model: torch.nn.Module, batch: Any, arch: Any) -> dict[str, torch.Tensor]:

@@ -77,7 +77,6 @@ class ImageSupernetBackend(SupernetBackend):
         self.order_seed = int(order_seed)
         self.order = np.random.default_rng([order_seed, 12]).permutation(len(train))
         self._cache: dict[Any, Any] = {}
-        self._calls = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -86,7 +85,7 @@ class ImageSupernetBackend(SupernetBackend):
 
     def setup(self, rank: int, world_size: int, device: str) -> None:
         """A cache of its own: the worker holds a shallow copy, which would otherwise share the driver's dict."""
-        self._cache, self._calls = {}, 0
+        self._cache = {}
 
     # -- replicas -------------------------------------------------------------------------------------
     def build(self, seed: int, device: str) -> Replica:
@@ -129,12 +128,14 @@ class ImageSupernetBackend(SupernetBackend):
         x = to_tensor(source.load(members, train, rng), source.mean, source.std, device)
         return x, torch.from_numpy(source.labels[members]).to(device)
 
-    def batch(self, index: int, rank: int, world_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and labels of rank ``rank``'s shard ``[rank::world_size]`` of global batch ``index``."""
+    def batch(self, index: int, rank: int, world_size: int, device: str,
+              step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of rank ``rank``'s shard ``[rank::world_size]`` of global batch ``index``; the
+        augmentation of global step ``step`` (seeded by it: a resumed supernet draws what an uninterrupted one
+        does, and a batch seen again in a later epoch is augmented anew)."""
         members = self._global(int(index))[rank::world_size]
         if self.augment:
-            self._calls += 1
-            rng = np.random.default_rng([self.order_seed, int(index), int(rank), self._calls])
+            rng = np.random.default_rng([self.order_seed, int(index), int(rank), int(step)])
             return self._tensors(self.train_source, members, True, device, rng)
         key = ("train", int(index), int(rank), int(world_size), str(device))
         if key not in self._cache:

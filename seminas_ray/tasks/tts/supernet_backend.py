@@ -84,7 +84,7 @@ class TTSSupernetBackend(SupernetBackend):
     def num_batches(self) -> int:
         return len(self.plan)
 
-    def batch(self, index: int, rank: int, world_size: int, device: str) -> Batch:
+    def batch(self, index: int, rank: int, world_size: int, device: str, step: int = 0) -> Batch:
         """Every ``world_size``-th utterance of global batch ``index``, collated once and kept on ``device``."""
         if index not in self._shards:
             members = self.plan[index][rank::world_size]
