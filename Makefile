@@ -30,7 +30,7 @@ test: $(STAMP)
 
 # The evidence benchmarks of docs/results.md (BENCH_ARGS adds options, e.g. BENCH_ARGS="--seeds 3").
 bench-efficiency: $(STAMP)
-	$(PY) benchmarks/search_efficiency.py --out bench_out/efficiency_nb101 $(BENCH_ARGS)
+	$(PY) benchmarks/search_efficiency.py --budget 1000 --checkpoints 100,300,1000 --out bench_out/efficiency_nb101 $(BENCH_ARGS)
 
 bench-predictor: $(STAMP)
 	$(PY) benchmarks/predictor_quality.py --out bench_out/predictor_nb101 $(BENCH_ARGS)
@@ -38,7 +38,7 @@ bench-predictor: $(STAMP)
 # Both benchmarks on NB101 and on NB201's three datasets (hours on 2 cores; see docs/results.md).
 bench-evidence: bench-efficiency bench-predictor
 	for ds in cifar10 cifar100 imagenet; do \
-	  $(PY) benchmarks/search_efficiency.py --benchmark nb201 --dataset $$ds --budget 1000 --out bench_out/efficiency_nb201_$$ds $(BENCH_ARGS) && \
+	  $(PY) benchmarks/search_efficiency.py --benchmark nb201 --dataset $$ds --budget 1000 --checkpoints 100,300,1000 --out bench_out/efficiency_nb201_$$ds $(BENCH_ARGS) && \
 	  $(PY) benchmarks/predictor_quality.py --benchmark nb201 --dataset $$ds --out bench_out/predictor_nb201_$$ds $(BENCH_ARGS) || exit 1; \
 	done
 

@@ -4,20 +4,27 @@ SemiNAS claims (1) the accuracy of the supervised NAO controller with far fewer 
 better architecture than regularized evolution and random search at the same number of queries. This benchmark runs,
 on one table and over ``--seeds`` seeds:
 
-- ``seminas``: SemiNAS, sized for each checkpoint budget ``Q`` in ``--checkpoints`` (up to ``--budget``): budgets up
-  to 300 use the ``paper-300`` preset (Apr-2020 code: N=100, 2 rounds of 100, hidden 16), larger ones ``paper-2000``
-  (Dec-2020 code: N=1100, 3 rounds of 300, hidden 64); a budget other than the preset's own scales N and the round
-  size in proportion, keeping the number of rounds. SemiNAS spends its first N queries on random seeds, so the run
-  sized for 2,000 says nothing about 1,000 queries: each checkpoint gets its own run, as in the paper's table.
-- ``supervised``: the same runs without self-training (no training on pseudo-labels, generation seeds from labelled
-  archs only, no up-sampling): plain NAO, the paper's ablation. Like SemiNAS it tops up a round that gradient
+- ``seminas``: the SemiNAS the CLI recommends (``--preset recommended``: SemiNAS (RE), the semi-supervised predictor
+  screening regularized evolution's children and a random pool, ``seminas_ray/algorithm/screened.py``); one anytime
+  run of ``--budget`` queries per seed (its round sizes grow with the labelled set, not with the budget).
+- ``supervised``: its ablation, the same search whose predictor never trains on pseudo-labels (and no up-sampling).
+- ``seminas-re`` / ``seminas-random`` (and ``supervised-re`` / ``supervised-random``): the predictor screening only
+  evolution's mutations / only the random pool, same settings.
+- ``seminas-nao`` / ``supervised-nao``: the paper's NAO-generation SemiNAS and its supervised ablation, sized for each
+  checkpoint budget ``Q`` in ``--checkpoints`` (up to ``--budget``): budgets up to 300 use the ``paper-300`` preset
+  (Apr-2020 code: N=100, 2 rounds of 100, hidden 16), larger ones ``paper-2000`` (Dec-2020 code: N=1100, 3 rounds
+  of 300, hidden 64); a budget other than the preset's own scales N and the round size in proportion, keeping the
+  number of rounds. They spend their first N queries on random seeds, so the run sized for 2,000 says nothing about
+  1,000 queries: each checkpoint gets its own run, as in the paper's table. Plain NAO tops up a round that gradient
   ascent cannot fill with the predictor's best of M unlabelled archs (see ``SemiNASConfig.self_training``).
 - ``random``, ``evolution`` (regularized evolution, population 100, sample 10) and ``tpe``: Ray Tune's own
   ``OptunaSearch`` (Optuna's TPE) over the controller's token encoding (``seminas_ray/distributed/
   tune_searcher_optimizer.py``), each one anytime run of ``--budget`` queries.
 
-The pseudo-labelled pool M is 10,000 (capped at what the table has left). Controller training uses the fast
-schedule (early stopping on a held-out tenth of the labelled archs) with at most ``--controller-passes`` (25,000)
+The default ``--methods`` are ``seminas,supervised,random,evolution,tpe``.
+
+For the NAO runs the pseudo-labelled pool M is 10,000 (capped at what the table has left). Their controller training
+uses the fast schedule (early stopping on a held-out tenth of the labelled archs) with at most ``--controller-passes`` (25,000)
 architecture passes per training phase, a quarter of the search CLI's default. The reason is cost: 10 seeds x 4
 checkpoint budgets x 2 variants are 80 controller searches, and the paper-2000 controller (hidden 64) trains at
 ~1,300-1,400 passes/s on one CPU core (compute-bound: ~16 MFLOP per pass; the LSTMs are 60% of it). With 25,000
@@ -40,9 +47,10 @@ Outputs in ``--out``:
 - ``runs.csv``: one row per run with its wall time and query counters. A SemiNAS run ends before its budget when
   gradient ascent decodes no new architecture and there is no pseudo-labelled pool to fill from (possible for
   ``supervised``); its incumbent then stands at the later checkpoints, and ``n_queries < run_budget`` shows it.
-- ``search_efficiency.png``: mean regret +- standard error vs queries (log x); ``search_efficiency.md``: the tables
-  at the checkpoints, a win/tie/loss test of SemiNAS against each other method (Mann-Whitney U, two-sided, 5%), the
-  machine and the command.
+- ``search_efficiency.png``: mean regret vs queries (log x) with a 95% bootstrap confidence band of the mean over
+  seeds (2,000 resamples, seeded: the same CSV gives the same plot); ``search_efficiency.md``: the tables at the
+  checkpoints, a win/tie/loss test of the recommended SemiNAS (``seminas``) against each other method (Mann-Whitney
+  U, two-sided, 5%, with its p-value), the machine and the command.
 
 Run (2 worker processes, one PyTorch thread each)::
 
@@ -77,8 +85,14 @@ from benchmark_support import mean_se
 from benchmark_support import parse_int_list
 from benchmark_support import run_jobs
 
-METHODS = ("seminas", "supervised", "random", "evolution", "tpe")
-SIZED = ("seminas", "supervised")            # one run per checkpoint budget
+METHODS = ("seminas", "supervised", "seminas-re", "seminas-random", "supervised-re", "supervised-random",
+           "seminas-nao", "supervised-nao", "random", "evolution", "tpe")
+DEFAULT_METHODS = ("seminas", "supervised", "random", "evolution", "tpe")
+SIZED = ("seminas-nao", "supervised-nao")    # one run per checkpoint budget
+NAO_METHOD = {"seminas-nao": "seminas", "supervised-nao": "supervised"}  # their names in the registry
+PREDICTOR = ("seminas", "supervised", "seminas-re", "seminas-random", "supervised-re", "supervised-random")
+RECOMMENDED = "seminas"                      # what the tests of the summary compare with every other method
+BOOTSTRAP = 2000                             # resamples of the confidence bands
 PAPER_300 = {"n_seed": 100, "n_per_round": 100, "n_rounds": 2, "total": 300}
 PAPER_2000 = {"n_seed": 1100, "n_per_round": 300, "n_rounds": 3, "total": 2000}
 MAX_PSEUDO = 10_000
@@ -114,10 +128,13 @@ def sized_preset(budget: int) -> tuple[str, dict[str, Any]]:
 
 
 def method_config(method: str, table: Any, budget: int, overrides: tuple[str, ...] = ()) -> Any:
-    """The ``SemiNASConfig`` of a ``seminas``/``supervised`` run of ``budget`` queries on ``table`` (the registry
-    turns it into the supervised ablation)."""
+    """The ``SemiNASConfig`` of a run of ``budget`` queries on ``table``: the ``recommended`` preset for the predictor
+    methods, the sized paper preset for ``seminas-nao``/``supervised-nao`` (the registry turns a config into the
+    supervised ablation)."""
     from seminas_ray.algorithm import config_for_table
 
+    if method not in SIZED:
+        return config_for_table(table, "recommended", overrides=list(overrides), budget=budget)
     preset, sizes = sized_preset(budget)
     pool = len(table)  # the archs a search can propose: the table's members (the whole space when complete)
     n_pseudo = max(0, min(MAX_PSEUDO, pool - budget))
@@ -132,9 +149,11 @@ def make_optimizer(job: Job, table: Any) -> Any:
     from seminas_ray.algorithm import search_space
 
     space = search_space(table)
-    if job.method in REGISTERED:
-        config = method_config(job.method, table, job.budget, job.overrides) if job.method in SIZED else None
-        return make_method(job.method, space, job.seed, config, budget=job.budget)
+    name = NAO_METHOD.get(job.method, job.method)
+    if name in REGISTERED:
+        uses_config = job.method in SIZED or job.method in PREDICTOR
+        config = method_config(job.method, table, job.budget, job.overrides) if uses_config else None
+        return make_method(name, space, job.seed, config, budget=job.budget)
     if job.method == "tpe":
         from seminas_ray.distributed.tune_searcher_optimizer import TuneSearcherOptimizer
         from seminas_ray.distributed.tune_searcher_optimizer import optuna_tpe
@@ -223,10 +242,35 @@ def checkpoint_value(rows: list[dict[str, Any]], method: str, seed: int, q: int,
     return cands[-1][field] if cands else None
 
 
-def summary_markdown(rows: list[dict[str, Any]], runs: list[dict[str, Any]], methods: list[str], seeds: list[int],
-                     checkpoints: list[int], table: Any) -> str:
+def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Mann-Whitney U p-value of samples ``a`` and ``b`` (``None`` with fewer than 2 values in either; 1.0
+    when every value is the same, where the test is undefined)."""
     from scipy import stats
 
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if len(set(a) | set(b)) == 1:
+        return 1.0
+    return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def bootstrap_band(curves: np.ndarray, seed: int = 0, n_boot: int = BOOTSTRAP,
+                   level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (rows of ``curves``, NaN = no value yet) and its ``level`` bootstrap confidence interval per
+    column: seeds resampled with replacement ``n_boot`` times with a generator seeded by ``seed``."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=float))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, curves.shape[0], size=(n_boot, curves.shape[0]))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a run's first answer
+        mean = np.nanmean(curves, axis=0)
+        boots = np.nanmean(curves[idx], axis=1)          # [n_boot, columns]
+        lo, hi = np.nanpercentile(boots, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    return mean, lo, hi
+
+
+def summary_markdown(rows: list[dict[str, Any]], runs: list[dict[str, Any]], methods: list[str], seeds: list[int],
+                     checkpoints: list[int], table: Any) -> str:
     has_test = table.test_metric is not None
     metric = "best_test" if has_test else "best_val"
     scale = 100.0 if table.units == "fraction" else 1.0
@@ -261,23 +305,23 @@ def summary_markdown(rows: list[dict[str, Any]], runs: list[dict[str, Any]], met
     parts.append(f"Median rank of the incumbent among the table's {len(table):,} architectures:\n\n"
                  + markdown_table(head, body))
 
-    if "seminas" in methods:
+    if RECOMMENDED in methods:
         body = []
         for other in methods:
-            if other == "seminas":
+            if other == RECOMMENDED:
                 continue
             cells = []
             for q in checkpoints:
-                a, b = values("seminas", q, "regret"), values(other, q, "regret")
-                if len(a) < 2 or len(b) < 2:
+                a, b = values(RECOMMENDED, q, "regret"), values(other, q, "regret")
+                p = mann_whitney_p(a, b)
+                if p is None:
                     cells.append("–")
                     continue
-                p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue) if (a != b) else 1.0
                 verdict = "tie" if p >= 0.05 else ("win" if np.mean(a) < np.mean(b) else "loss")
                 cells.append(f"{verdict} (p={p:.2g}, n={len(a)}/{len(b)})")
-            body.append([f"seminas vs {other}"] + cells)
-        parts.append("SemiNAS against each method on regret (Mann-Whitney U, two-sided; win/loss at p < 0.05):\n\n"
-                     + markdown_table(head, body))
+            body.append([f"{RECOMMENDED} vs {other}"] + cells)
+        parts.append(f"The recommended SemiNAS (`{RECOMMENDED}`) against each method on regret (Mann-Whitney U, "
+                     "two-sided; win/loss at p < 0.05):\n\n" + markdown_table(head, body))
 
     body = []
     for m in methods:
@@ -302,34 +346,31 @@ def plot(path: Path, rows: list[dict[str, Any]], methods: list[str], seeds: list
     for m in methods:
         if m in SIZED:
             qs = [q for q in checkpoints if q <= budget]
-            stats_ = [mean_se(checkpoint_value(rows, m, s, q, "regret") for s in seeds) for q in qs]
-            mean = np.array([np.nan if v[0] is None else v[0] * scale for v in stats_])
-            se = np.array([0.0 if v[1] is None else v[1] * scale for v in stats_])
-            line = ax.errorbar(qs, mean, yerr=se, marker="o", capsize=3, label=f"{m} (a run per budget)")
+            vals = np.array([[np.nan if (v := checkpoint_value(rows, m, s, q, "regret")) is None else v
+                              for q in qs] for s in seeds]) * scale
+            mean, lo, hi = bootstrap_band(vals)
+            line = ax.errorbar(qs, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3,
+                               label=f"{m} (a run per budget)")
             # the run sized for the whole budget, as a curve
             curves = [regret_curve([r for r in rows if r["method"] == m and r["seed"] == s and r["run_budget"] ==
                                     budget], budget) for s in seeds]
-            curves = np.array(curves) * scale
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a run's first answer
-                ax.plot(xs, np.nanmean(curves, axis=0), color=line[0].get_color(), linestyle=":", linewidth=1)
+            ax.plot(xs, bootstrap_band(np.array(curves) * scale, n_boot=1)[0], color=line[0].get_color(),
+                    linestyle=":", linewidth=1)
             continue
         curves = np.array([regret_curve([r for r in rows if r["method"] == m and r["seed"] == s], budget)
                            for s in seeds]) * scale
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(curves, axis=0)
-            n = np.sum(np.isfinite(curves), axis=0)
-            se = np.nanstd(curves, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
-        (line,) = ax.plot(xs, mean, label=m)
-        ax.fill_between(xs, mean - se, mean + se, alpha=0.2, color=line.get_color())
+        mean, lo, hi = bootstrap_band(curves)
+        (line,) = ax.plot(xs, mean, label=m, linewidth=2.0 if m == RECOMMENDED else 1.2)
+        ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.1)  # regrets span 0.1 to 30 points; 0 (the optimum) must still show
+    ax.set_ylim(bottom=0.0)
     ax.set_xlabel("queries")
     unit = " (percentage points)" if scale == 100.0 or table.units == "percent" else ""
     ax.set_ylabel(f"regret, {'test' if table.test_metric else 'validation'}{unit}")
-    ax.set_title(f"{table.name}: mean regret ± s.e. over {len(seeds)} seeds\n(dotted: the run sized for "
-                 f"{budget} queries)", fontsize=9)
+    ax.set_title(f"{table.name}: mean regret over {len(seeds)} seeds, 95% bootstrap CI of the mean"
+                 + (f"\n(dotted: the run sized for {budget} queries)" if set(methods) & set(SIZED) else ""),
+                 fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -345,17 +386,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_table_arguments(p)
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)} (default all)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma list from {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds, 0..N-1 (default 10)")
     p.add_argument("--budget", type=int, default=2000, help="queries per anytime run and largest checkpoint")
     p.add_argument("--checkpoints", type=parse_int_list, default=[100, 300, 1000, 2000],
                    help="query counts reported in the tables (SemiNAS runs once per checkpoint; default "
                         "100,300,1000,2000, those above --budget dropped)")
     p.add_argument("--controller-passes", type=int, default=25_000,
-                   help="architecture passes per controller training phase (SemiNAS's fast_sample_budget; the "
-                        "search CLI's default is 100,000; see the module docstring) (default 25,000)")
+                   help="architecture passes per controller training phase of the NAO runs (seminas-nao, "
+                        "supervised-nao: their fast_sample_budget; the search CLI's default is 100,000; see the module "
+                        "docstring) (default 25,000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="SemiNAS setting override for seminas/supervised runs (repeatable), e.g. fast_sample_budget=50000")
+                   help="SemiNAS setting override for every SemiNAS run (repeatable), e.g. fast_sample_budget=50000")
     p.add_argument("--merge", nargs="+", metavar="DIR", default=None,
                    help="do not search: combine the CSVs of earlier runs (e.g. methods or seeds run on different "
                         "machines) into one summary, table and plot in --out")
@@ -381,13 +424,13 @@ def plan(args: argparse.Namespace, table: Any) -> tuple[list[Job], list[str], li
         for m in methods:
             budgets = [c for c in checkpoints if c >= 3] if m in SIZED else [args.budget]
             for b in budgets:
-                sets = (f"fast_sample_budget={args.controller_passes}", *args.set)
+                sets = (f"fast_sample_budget={args.controller_passes}", *args.set) if m in SIZED else tuple(args.set)
                 job = Job(m, seed, b, args.data, args.benchmark, args.dataset, sets)
-                if m in SIZED and seed == 0:
+                if (m in SIZED or m in PREDICTOR) and seed == 0:
                     method_config(m, table, b, job.overrides)  # fail before any work on a bad override or size
                 jobs.append(job)
     # longest first: the pool ends with short jobs instead of one long straggler
-    jobs.sort(key=lambda j: (-(j.budget * (4 if j.method in SIZED else 1)), j.seed))
+    jobs.sort(key=lambda j: (-(j.budget * (4 if j.method in SIZED or j.method in PREDICTOR else 1)), j.seed))
     return jobs, methods, checkpoints
 
 

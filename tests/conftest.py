@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from seminas_ray.benchmarks.loading import load_table
+
 REPO = Path(__file__).resolve().parents[1]
 
 # OpenMP threads that spin-wait collapse (10x slower) when the 2 cores are shared with Ray workers; passive waiting
@@ -45,6 +47,18 @@ def nb101_subset_path(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def nb201_csv_path(data_dir: Path) -> Path:
     return data_dir / "nb201" / "nb201_all15625_12epoch.csv"
+
+
+@pytest.fixture(scope="session")
+def nb201(nb201_csv_path: Path):
+    """The NB201 table on CIFAR-10 (a module may override ``nb201`` with another dataset)."""
+    return load_table(nb201_csv_path, dataset="cifar10")
+
+
+@pytest.fixture(scope="session")
+def nb101(nb101_subset_path: Path):
+    """The 20k NB101 slice as a table."""
+    return load_table(nb101_subset_path)
 
 
 @pytest.fixture(scope="module")

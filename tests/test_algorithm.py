@@ -47,6 +47,26 @@ def test_presets_and_overrides():
     assert parse_override("a.b=1") == {"a": {"b": 1}}
 
 
+def test_recommended_preset_and_screen_settings():
+    """``--preset recommended`` is SemiNAS (RE); the paper presets keep the NAO generation; ``screen.*`` overrides are
+    validated like every other setting."""
+    assert build_config("paper-300").generator == build_config("paper-2000").generator == "nao"
+    cfg = build_config("recommended", budget=1000)
+    assert cfg.generator == "evolution" and cfg.n_seed == 20 and cfg.total_queries == 1000
+    assert (cfg.screen.pool_share, cfg.screen.population_size, cfg.controller.hidden_size) == (0.5, 100, 16)
+    cfg = build_config("recommended", overrides=["screen.pool_share=1", "generator=random"])
+    assert cfg.screen.pool_share == 1.0 and cfg.generator == "random"
+    assert SemiNASConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="generator"):
+        build_config("recommended", overrides=["generator=gradient"])
+    with pytest.raises(ValueError, match="pool_share"):
+        build_config("recommended", overrides=["screen.pool_share=2"])
+    with pytest.raises(ValueError, match="tournament_size"):
+        build_config("recommended", overrides=["screen.tournament_size=500"])
+    with pytest.raises(ValueError, match="unknown|Extra|extra"):
+        build_config("recommended", overrides=["screen.pool=3"])
+
+
 def test_bad_configs_are_clear():
     with pytest.raises(ValueError, match="unknown preset"):
         build_config("paper-9000")

@@ -20,7 +20,7 @@ from seminas_ray.distributed.runner import RunSettings
 from seminas_ray.reporting import write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-NB201 = ["--task", "nasbench", "--benchmark", "nb201", "--dataset", "cifar10"]
+NB201 = ["--task", "nasbench", "--benchmark", "nb201", "--dataset", "cifar10", "--preset", "paper-300"]
 
 
 def cli():

@@ -21,9 +21,9 @@ from seminas_ray.distributed.run_folder import verify_run_folder
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "experiments" / "run.py")]
-TINY = ["--task", "nasbench", "--benchmark", "nb201", "--dataset", "cifar10", "--set", "n_seed=30",
-        "--set", "n_unlabelled=300", "--set", "n_per_round=10", "--set", "n_rounds=1", "--set", "pretrain_epochs=10",
-        "--set", "train_epochs=5", "--num-cpus", "2"]
+TINY = ["--task", "nasbench", "--benchmark", "nb201", "--dataset", "cifar10", "--preset", "paper-300",
+        "--set", "n_seed=30", "--set", "n_unlabelled=300", "--set", "n_per_round=10", "--set", "n_rounds=1",
+        "--set", "pretrain_epochs=10", "--set", "train_epochs=5", "--num-cpus", "2"]
 
 
 def env() -> dict[str, str]:

@@ -42,16 +42,6 @@ def reserve_work_cpus(cpus: float, name: str = "") -> Any:
 SMALL = ("fast_sample_budget=2000", "controller.batch_size=32", "top_k=10")
 
 
-@pytest.fixture(scope="module")
-def nb201(nb201_csv_path):
-    return load_table(nb201_csv_path, dataset="cifar10")
-
-
-@pytest.fixture(scope="module")
-def nb101(nb101_subset_path):
-    return load_table(nb101_subset_path)
-
-
 def _run(args: list[str], data_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEMINAS_DATA_DIR=str(data_dir), OMP_WAIT_POLICY="PASSIVE")
     return subprocess.run([sys.executable, str(REPO / "benchmarks" / "search_efficiency.py"), *args],
@@ -61,16 +51,18 @@ def _run(args: list[str], data_dir: Path) -> subprocess.CompletedProcess:
 def test_benchmark_writes_rows_tables_and_plot(data_dir, tmp_path):
     out = tmp_path / "eff"
     sets = [a for s in SMALL for a in ("--set", s)]
+    methods = [*se.DEFAULT_METHODS, "seminas-nao"]
     proc = _run(["--benchmark", "nb201", "--dataset", "cifar10", "--seeds", "2", "--budget", "40",
-                 "--checkpoints", "15,40", "--workers", "2", "--out", str(out), *sets], data_dir)
+                 "--checkpoints", "15,40", "--workers", "2", "--methods", ",".join(methods), "--out", str(out),
+                 *sets], data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(out / "search_efficiency.csv")
     assert {"method", "seed", "queries", "best_val", "best_test", "regret", "rank"} <= set(df.columns)
-    assert set(df["method"]) == set(se.METHODS)
+    assert set(df["method"]) == set(methods)
     assert (df["regret"] >= 0).all() and (df["rank"] >= 1).all()
     # every (method, seed) has its checkpoint rows; sized methods once per budget
     cps = df[df["checkpoint"]]
-    for method in se.METHODS:
+    for method in methods:
         for seed in (0, 1):
             got = cps[(cps.method == method) & (cps.seed == seed)]
             assert set(got["queries"]) == {15, 40}, (method, seed)
@@ -91,11 +83,11 @@ def test_benchmark_writes_rows_tables_and_plot(data_dir, tmp_path):
     assert (runs["n_not_in_benchmark"] == 0).all()
     rounds = pd.read_csv(out / "rounds.csv")
     assert {"controller_seconds", "pretrain_seconds"} <= set(rounds.columns)
-    assert set(rounds["method"]) == {"seminas", "supervised"}
+    assert set(rounds["method"]) == {"seminas", "supervised", "seminas-nao"}
     assert rounds.loc[rounds.method == "supervised", "train_epochs"].isna().all()   # no self-training
     assert rounds.loc[rounds.method == "seminas", "train_epochs"].notna().all()
     md = (out / "search_efficiency.md").read_text()
-    assert "seminas vs random" in md and "40 queries" in md
+    assert "seminas vs random" in md and "seminas vs tpe" in md and "40 queries" in md and "p=" in md
     assert (out / "search_efficiency.png").stat().st_size > 10_000
 
 
@@ -110,6 +102,26 @@ def test_bad_input_is_one_clear_line(data_dir, tmp_path, args, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_bootstrap_band_and_p_values():
+    curves = np.array([[np.nan, 3.0, 1.0], [np.nan, 1.0, 1.0], [np.nan, 2.0, 1.0]])
+    mean, lo, hi = se.bootstrap_band(curves, seed=0)
+    assert np.isnan(mean[0]) and mean[1] == pytest.approx(2.0) and mean[2] == 1.0
+    assert 1.0 <= lo[1] < 2.0 < hi[1] <= 3.0 and lo[2] == hi[2] == 1.0
+    again = se.bootstrap_band(curves, seed=0)
+    assert np.array_equal(lo[1:], again[1][1:]) and np.array_equal(hi[1:], again[2][1:])  # seeded
+    assert se.mann_whitney_p([1.0, 1.0], [1.0, 1.0]) == 1.0 and se.mann_whitney_p([1.0], [2.0, 3.0]) is None
+    assert se.mann_whitney_p([0.0] * 10, [1.0] * 10) < 0.001
+
+
+def test_predictor_methods_use_the_recommended_preset(nb201):
+    cfg = se.method_config("seminas", nb201, 1000)
+    assert cfg.generator == "evolution" and cfg.total_queries == 1000
+    assert se.method_config("seminas-nao", nb201, 300).generator == "nao"
+    job = se.Job("supervised-re", 0, 50, None, "nb201", "cifar10")
+    opt = se.make_optimizer(job, nb201)
+    assert opt.name == "seminas-re" and opt.config.self_training is False and opt.budget == 50
 
 
 def test_sized_presets_scale_with_the_budget():

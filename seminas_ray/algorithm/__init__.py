@@ -16,12 +16,15 @@ from seminas_ray.algorithm.regularized_evolution import RegularizedEvolution
 from seminas_ray.algorithm.registry import METHODS
 from seminas_ray.algorithm.registry import MethodSpec
 from seminas_ray.algorithm.registry import make_method
+from seminas_ray.algorithm.predictor import SemiSupervisedPredictor
+from seminas_ray.algorithm.screened import ScreenedSemiNAS
 from seminas_ray.algorithm.seminas import RoundResult
 from seminas_ray.algorithm.seminas import RoundWork
 from seminas_ray.algorithm.seminas import SemiNAS
 
 __all__ = [
     "AskTellOptimizer", "ask_tell_loop", "LocalPseudoLabeler", "METHODS", "MethodSpec", "PRESETS", "RandomSearch",
-    "RegularizedEvolution", "RoundResult", "RoundWork", "SemiNAS", "SemiNASConfig", "build_config",
+    "RegularizedEvolution", "RoundResult", "RoundWork", "ScreenedSemiNAS", "SemiNAS", "SemiNASConfig",
+    "SemiSupervisedPredictor", "build_config",
     "config_for_table", "make_method", "replay", "run_direct", "search_space",
 ]

@@ -37,6 +37,49 @@ from seminas_ray.utils.schema import validate_settings
 
 TARGET_NORMS = ("zscore-fixed", "zscore", "minmax")
 SCHEDULES = ("fast", "exact")
+GENERATORS = ("nao", "evolution", "random")
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """How a predictor-screened SemiNAS (``generator`` ``evolution`` or ``random``) proposes a round.
+
+    After the seed round of ``n_seed`` random architectures, every round fits the semi-supervised predictor on all
+    labels (``algorithm/predictor.py``) and proposes ``max(n_per_round, ceil(round_growth x labelled))`` new
+    architectures (capped by the budget), so the number of rounds grows with the log of the budget and the search is
+    the same whatever budget it is given (an anytime search):
+
+    - ``evolution`` (SemiNAS (RE)): a ``1 - pool_share`` share of the round are children of regularized evolution
+      (aging population of the last ``population_size`` labels, tournaments of ``tournament_size``), each slot
+      drawing ``candidates_per_child`` distinct new mutations; the predictor's best of all candidates are asked.
+      The other ``pool_share`` are the predictor's best of ``pool_size`` unlabelled random architectures.
+    - ``random``: all of the round from the predictor's best of the unlabelled pool (predictor-screened random
+      search; ``pool_share`` is ignored).
+    """
+
+    round_growth: float = 0.25       # a round proposes this share of the labelled set (at least n_per_round)
+    candidates_per_child: int = 10   # mutations the predictor screens per child of evolution
+    pool_share: float = 0.0          # evolution: share of a round taken from the predictor's best of the pool
+    pool_size: int = 10_000          # unlabelled random architectures ranked per round (capped by the space)
+    population_size: int = 100       # evolution: aging population (the last labels)
+    tournament_size: int = 10        # evolution: parent = best of this many population members
+
+    def __post_init__(self) -> None:
+        for name in ("candidates_per_child", "population_size", "tournament_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"screen.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 0:
+            raise ValueError(f"screen.pool_size must be a non-negative integer, got {self.pool_size!r}")
+        if not 0.0 <= self.round_growth <= 10.0:
+            raise ValueError(f"screen.round_growth must be in [0, 10], got {self.round_growth!r}")
+        if not 0.0 <= self.pool_share <= 1.0:
+            raise ValueError(f"screen.pool_share must be in [0, 1], got {self.pool_share!r}")
+        if self.tournament_size > self.population_size:
+            raise ValueError("need screen.tournament_size <= screen.population_size")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -69,11 +112,15 @@ class SemiNASConfig:
     fill_with_predicted: bool = True   # if generation finds too few new archs, fill with top predicted unlabelled
     self_training: bool = True         # retrain on the pseudo-labelled pool (False: the supervised NAO ablation)
     budget: int | None = None          # total queries; None = n_seed + n_rounds * n_per_round
+    generator: str = "nao"             # "nao" (the paper's gradient ascent), "evolution" / "random" (screened)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)  # the screened generators' settings
 
     def __post_init__(self) -> None:
         if isinstance(self.controller, dict):
             object.__setattr__(self, "controller", ControllerConfig.from_dict(self.controller))  # frozen dataclass
+        if isinstance(self.screen, dict):
+            object.__setattr__(self, "screen", ScreenConfig(**self.screen))
         self.validate()
 
     # -- derived ----------------------------------------------------------------------------------------
@@ -105,6 +152,8 @@ class SemiNASConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if self.target_norm not in TARGET_NORMS:
             raise ValueError(f"target_norm must be one of {TARGET_NORMS}, got {self.target_norm!r}")
         if not 0.0 < self.valid_fraction < 0.5:
@@ -126,6 +175,7 @@ class SemiNASConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["controller"] = self.controller.to_dict()
+        out["screen"] = self.screen.to_dict()
         return out
 
     @classmethod
@@ -137,8 +187,27 @@ class SemiNASConfig:
         return cls(**validate_settings(SEMINAS_SCHEMA, copy.deepcopy(data), "SemiNAS"))
 
 
-#: The types of :class:`SemiNASConfig` (the controller's nested) as a strict schema, checked before the range checks.
-SEMINAS_SCHEMA = dataclass_schema(SemiNASConfig, nested={"controller": CONTROLLER_SCHEMA})
+#: The types of :class:`SemiNASConfig` (the controller's and the screen's nested) as a strict schema, checked before the range checks.
+SCREEN_SCHEMA = dataclass_schema(ScreenConfig)
+SEMINAS_SCHEMA = dataclass_schema(SemiNASConfig, nested={"controller": CONTROLLER_SCHEMA, "screen": SCREEN_SCHEMA})
+
+
+#: ``--preset recommended``: SemiNAS (RE), the semi-supervised predictor screening regularized evolution's children
+#: and an unlabelled pool (``algorithm/screened.py``). The rule, in terms of the budget B and the space S only: 20
+#: random seeds (B >= 20), then rounds of max(10, ceil(B_labelled / 4)) (so about log(B / 20) / log(1.25) rounds, the
+#: controller cost grows with log B), half of each round the predictor's best of min(10,000, |S| - asked) random
+#: architectures, half its best of 10 mutations per child of regularized evolution (population 100, tournament 25);
+#: M = min(1,000, |S| - asked) pseudo-labels, the labels up-sampled 5x; the small paper-300 controller (hidden 16,
+#: MLP 64) trained at most 20,000 passes per phase (warm-started from the last round, as SemiNAS never re-initialises
+#: it), pool z-score targets.
+RECOMMENDED: dict[str, Any] = {
+    "generator": "evolution", "n_seed": 20, "n_per_round": 10, "n_rounds": 28, "n_unlabelled": 1000, "top_k": 100,
+    "up_sample": 5, "pretrain_epochs": 1000, "train_epochs": 500, "fast_sample_budget": 20_000,
+    "target_norm": "zscore",
+    "controller": {"hidden_size": 16, "mlp_hidden_size": 64, "output_activation": "linear"},
+    "screen": {"round_growth": 0.25, "candidates_per_child": 10, "pool_share": 0.5, "pool_size": 10_000,
+               "population_size": 100, "tournament_size": 25},
+}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -149,6 +218,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "controller": {"hidden_size": 16, "mlp_hidden_size": 64, "output_activation": "sigmoid"},
     },
     "supervised": {"self_training": False, "up_sample": 1},
+    # the variant we recommend for a search that does not reproduce the paper (see docs/results.md and RECOMMENDED)
+    "recommended": RECOMMENDED,
 }
 
 

@@ -15,6 +15,7 @@ from seminas_ray.algorithm.base import AskTellOptimizer
 from seminas_ray.algorithm.config import SemiNASConfig
 from seminas_ray.algorithm.random_search import RandomSearch
 from seminas_ray.algorithm.regularized_evolution import RegularizedEvolution
+from seminas_ray.algorithm.screened import ScreenedSemiNAS
 from seminas_ray.algorithm.seminas import SemiNAS
 from seminas_ray.spaces.base import SearchSpace
 
@@ -33,14 +34,36 @@ class MethodSpec:
 
 def _seminas(space: SearchSpace, seed: int, config: SemiNASConfig | None, pseudo_labeler: Any,
              budget: int | None) -> AskTellOptimizer:
-    return SemiNAS(space, config, seed=seed, pseudo_labeler=pseudo_labeler, budget=budget)
+    """SemiNAS as the config's ``generator`` says: the paper's NAO generation (``nao``: the paper presets and the
+    default config) or the predictor screening evolution / random search (the ``recommended`` preset)."""
+    config = config or SemiNASConfig()
+    if config.generator == "nao":
+        return SemiNAS(space, config, seed=seed, pseudo_labeler=pseudo_labeler, budget=budget)
+    return ScreenedSemiNAS(space, config, seed=seed, pseudo_labeler=pseudo_labeler, budget=budget)
 
 
 def _supervised(space: SearchSpace, seed: int, config: SemiNASConfig | None, pseudo_labeler: Any,
                 budget: int | None) -> AskTellOptimizer:
     # the paper's ablation: SemiNAS without self-training and without up-sampling the labelled data
     cfg = dataclasses.replace(config or SemiNASConfig(), self_training=False, up_sample=1)
-    return SemiNAS(space, cfg, seed=seed, pseudo_labeler=pseudo_labeler, budget=budget)
+    return _seminas(space, seed, cfg, pseudo_labeler, budget)
+
+
+def _screened(generator: str, supervised: bool = False) -> Builder:
+    """The builder of SemiNAS with the predictor screening only ``generator`` (``evolution``: SemiNAS (RE), every
+    proposal a screened mutation, ``screen.pool_share`` set to 0; ``random``: every proposal from the screened pool),
+    whatever generator the config names; ``supervised``: its ablation (no pseudo-labels, no up-sampling)."""
+
+    def build(space: SearchSpace, seed: int, config: SemiNASConfig | None, pseudo_labeler: Any,
+              budget: int | None) -> AskTellOptimizer:
+        cfg = config or SemiNASConfig()
+        screen = dataclasses.replace(cfg.screen, pool_share=0.0) if generator == "evolution" else cfg.screen
+        cfg = dataclasses.replace(cfg, generator=generator, screen=screen)
+        if supervised:
+            cfg = dataclasses.replace(cfg, self_training=False, up_sample=1)
+        return ScreenedSemiNAS(space, cfg, seed=seed, pseudo_labeler=pseudo_labeler, budget=budget)
+
+    return build
 
 
 def _random(space: SearchSpace, seed: int, config: SemiNASConfig | None, pseudo_labeler: Any,
@@ -54,8 +77,18 @@ def _evolution(space: SearchSpace, seed: int, config: SemiNASConfig | None, pseu
 
 
 METHODS: dict[str, MethodSpec] = {
-    "seminas": MethodSpec(_seminas, "SemiNAS: NAO controller with self-training on pseudo-labels", True),
-    "supervised": MethodSpec(_supervised, "plain NAO: SemiNAS without self-training (the paper's ablation)", True),
+    "seminas": MethodSpec(_seminas, "SemiNAS as the preset says: the paper's NAO generation (paper presets) or the "
+                          "predictor screening evolution and a random pool (--preset recommended)", True),
+    "supervised": MethodSpec(_supervised, "SemiNAS without self-training on pseudo-labels (the paper's ablation)",
+                             True),
+    "seminas-re": MethodSpec(_screened("evolution"), "SemiNAS (RE): regularized evolution's children screened by "
+                             "the semi-supervised predictor (no pool share)", True),
+    "seminas-random": MethodSpec(_screened("random"), "random search screened by the semi-supervised predictor",
+                                 True),
+    "supervised-re": MethodSpec(_screened("evolution", supervised=True), "SemiNAS (RE) with the supervised "
+                                "predictor (ablation)", True),
+    "supervised-random": MethodSpec(_screened("random", supervised=True), "random search screened by the "
+                                    "supervised predictor (ablation)", True),
     "random": MethodSpec(_random, "uniform random search"),
     "evolution": MethodSpec(_evolution, "regularized evolution (population 100, tournament 10)"),
 }
