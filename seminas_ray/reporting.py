@@ -56,13 +56,14 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: list[str] | N
     return frame
 
 
-def best_so_far(values: list[float | None]) -> list[float | None]:
-    """Running maximum, ignoring ``None`` (failed or filtered evaluations)."""
+def best_so_far(values: list[float | None], mode: str = "max") -> list[float | None]:
+    """Running maximum (``mode="min"``: minimum), ignoring ``None`` (failed or filtered evaluations)."""
+    pick = max if mode == "max" else min
     out: list[float | None] = []
     best: float | None = None
     for value in values:
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            best = value if best is None else max(best, value)
+            best = value if best is None else pick(best, value)
         out.append(best)
     return out
 

@@ -24,48 +24,93 @@ def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_smoke_preset_end_to_end(tmp_path):
+    """The default backbone (fastspeech): search, final training, synthesis, recognition and the fixed report shape."""
     out = tmp_path / "run"
     proc = run_cli("--task", "tts", "--preset", "smoke", "--out", str(out), "--num-cpus", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "results in" in proc.stdout and "[controller round 1]" in proc.stdout
 
     report = json.loads((out / "report.json").read_text())
+    assert report["backbone"] == "fastspeech"
+    # the fixed-shape head that scripts rely on (docs/results_schema.md)
+    assert [s["name"] for s in report["systems"]] == ["best", "baseline"]
+    for s in report["systems"]:
+        assert {"word_accuracy", "relative_intelligibility", "hard_sentence_error_rate", "params",
+                "real_time_factor", "samples"} <= set(s)
+        assert s["params"] > 0 and 0.0 <= s["hard_sentence_error_rate"] <= 1.0 and s["real_time_factor"] > 0
+        assert s["samples"] and all((out / f).is_file() for f in s["samples"])
+    assert report["n_test_sentences"] == 2 and report["n_hard_sentences"] == 2
     systems = {r["system"]: r for r in report["final"]["systems"]}
     assert set(systems) == {"SemiNAS best", "Transformer-TTS (baseline)"}
     assert systems["Transformer-TTS (baseline)"]["key"] == "9 9 9 9 9 9 | 9 9 9 9 9 9"
     assert systems["SemiNAS best"]["key"] == report["search"]["best"]["key"]
     for row in systems.values():
         assert row["train_steps"] == 40 and 0.0 <= row["hard_error_rate"] <= 1.0
-        assert 0.0 <= row["valid_dfr_teacher_forced"] <= 1.0
+        assert row["valid_loss"] > 0 and row["valid_dfr_teacher_forced"] is None  # no attention in this backbone
         if report["final"]["asr"]:
             assert row["wer"] >= 0.0 and row["word_accuracy"] <= 1.0
-    gt = report["final"]["ground_truth"]
     if report["final"]["asr"]:
+        gt = report["final"]["ground_truth"]
         assert 0.0 <= gt["wer"] <= 1.5  # the recogniser's own errors on the recordings: the ceiling
+        assert report["ground_truth_word_accuracy"] == pytest.approx(gt["word_accuracy"])
+        assert report["vocoder_ceiling_word_accuracy"] is not None and report["vocoder_ceiling_word_accuracy"] <= 1.0
+        ratio = report["systems"][0]["word_accuracy"] / gt["word_accuracy"] if gt["word_accuracy"] > 0 else None
+        if ratio is not None:
+            assert report["systems"][0]["relative_intelligibility"] == pytest.approx(ratio)
     markdown = (out / "report.md").read_text()
-    for needle in ("SemiNAS best", "Transformer-TTS (baseline)", "Ground truth", "What this run can and cannot show"):
+    for needle in ("SemiNAS best", "Transformer-TTS (baseline)", "Ground truth", "Vocoder ceiling",
+                   "What this run can and cannot show", "samples/"):
         assert needle in markdown
+    assert markdown.index("What a listener can check") < markdown.index("## Search")
 
-    # the search: N seeds + 1 round of 4, every one scored, the best is the top of the final re-scoring
+    # the search: N seeds + 1 round of 4, every one scored, the best is the lowest final validation loss
     evals = pd.read_csv(out / "evaluations.csv")
     assert len(evals) == 6 + 4 == evals["key"].nunique()
-    assert evals["dfr"].between(0, 1).all() and evals["final_dfr"].between(0, 1).all()
-    assert report["search"]["best"]["key"] == evals.loc[evals["final_dfr"].idxmax(), "key"]
+    assert (evals["valid_loss"] > 0).all() and (evals["final_valid_loss"] > 0).all()
+    assert report["search"]["best"]["key"] == evals.loc[evals["final_valid_loss"].idxmin(), "key"]
     assert list(evals["round"]) == [0] * 6 + [1] * 4
+    assert (evals["best_so_far"].diff().dropna() <= 0).all()  # lower is better: the running best never rises
     assert not undocumented(out), "add these to docs/results_schema.md"
     assert list((out / "tensorboard").glob("events.out.tfevents.*")), "no search-level TensorBoard file"
-    # the same architectures, rounds and rewards as the search before the redesign (seed 0; tests/golden/)
-    golden = pd.read_csv(REPO / "tests" / "golden" / "tts_smoke_seed0.csv")
-    got = evals.sort_values(["round", "key"]).reset_index(drop=True)
-    golden = golden.sort_values(["round", "key"]).reset_index(drop=True)
-    assert list(got["key"]) == list(golden["key"]) and list(got["round"]) == list(golden["round"])
-    assert np.allclose(got["dfr"], golden["dfr"], rtol=0, atol=1e-9)
     rounds = pd.read_csv(out / "rounds.csv")
     assert list(rounds["round"]) == [0, 1] and (rounds["supernet_steps"] > 0).all()
     assert (out / "config.yaml").is_file() and (out / "search_curve.png").stat().st_size > 1000
     assert list((out / "samples").glob("*.wav")) and list((out / "plots").glob("*.png"))
     sentences = pd.read_csv(out / "final_sentences.csv")
     assert len(sentences) == 2 * (2 + 2)
+    assert set(sentences.loc[sentences["set"] == "hard", "error_reasons"].fillna("")) <= {"", "length", "asr",
+                                                                                           "length;asr"}
+
+
+@pytest.mark.slow
+def test_smoke_transformer_tts_search_matches_the_golden_run(tmp_path):
+    """``--backbone transformer-tts`` (the paper's): the same architectures, rounds and rewards as before the
+    redesign (seed 0; tests/golden/)."""
+    out = tmp_path / "run"
+    proc = run_cli("--task", "tts", "--preset", "smoke", "--backbone", "transformer-tts", "--no-final",
+                   "--out", str(out), "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["backbone"] == "transformer-tts" and "final" not in report
+    evals = pd.read_csv(out / "evaluations.csv")
+    assert evals["dfr"].between(0, 1).all() and evals["final_dfr"].between(0, 1).all()
+    assert report["search"]["best"]["key"] == evals.loc[evals["final_dfr"].idxmax(), "key"]
+    golden = pd.read_csv(REPO / "tests" / "golden" / "tts_smoke_seed0.csv")
+    got = evals.sort_values(["round", "key"]).reset_index(drop=True)
+    golden = golden.sort_values(["round", "key"]).reset_index(drop=True)
+    assert list(got["key"]) == list(golden["key"]) and list(got["round"]) == list(golden["round"])
+    assert np.allclose(got["dfr"], golden["dfr"], rtol=0, atol=1e-9)
+    assert not undocumented(out), "add these to docs/results_schema.md"
+
+
+def test_fastspeech_refuses_ljspeech_data_in_one_line(tmp_path):
+    corpus = tmp_path / "LJSpeech-1.1"
+    (corpus / "wavs").mkdir(parents=True)
+    (corpus / "metadata.csv").write_text("LJ001-0001|Hello there.|Hello there.\n")
+    proc = run_cli("--task", "tts", "--preset", "smoke", "--data", str(corpus), "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "fastspeech" in proc.stderr and "--backbone transformer-tts" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_bad_data_path_is_one_clear_line(tmp_path):

@@ -4,8 +4,13 @@ LJSpeech (24 h of one reader) cannot ship with the project and is not downloaded
 its own corpus offline: the first ``n`` sentences of ``sentences/wordnet_examples.txt`` are synthesised with
 eSpeak NG (voice ``en-us+klatt3``, the one pocketsphinx can read; the default formant voices are unintelligible to
 it), with per-utterance jitter on speed (U[150, 190] wpm), pitch (U[35, 65]) and word gap ({0, 0, 1, 2} x 10 ms)
-drawn from the seed. The result is a folder with ``metadata.csv``, ``wavs/`` (22,050 Hz mono 16-bit), ``synth_params.csv``
-and ``corpus.json``, loaded with ``LJSpeechCorpus`` like the real thing.
+drawn from the seed. The result is a folder with ``metadata.csv``, ``wavs/`` (22,050 Hz mono 16-bit), ``synth_params.csv``,
+``phonemes.jsonl`` and ``corpus.json``, loaded with ``LJSpeechCorpus`` like the real thing.
+
+``phonemes.jsonl`` holds, per utterance, the phonemes eSpeak spoke (its own mnemonics, stress marks included, e.g.
+``'oU``) and the sample at which each one starts, taken from the library's phoneme events during the very synthesis
+that wrote the wav. So the corpus carries an exact phoneme alignment for free: the duration-based backbone
+(``duration_model.py``) trains on it, as FastSpeech trains on a teacher's alignment.
 
 eSpeak NG comes from the PyPI wheel ``espeakng-loader`` (libespeak-ng 1.52 plus its data), driven through ctypes, so
 no system package is needed. The library keeps global state between utterances (F0 flutter phase, noise and filter
@@ -38,7 +43,7 @@ from seminas_ray import settings
 from seminas_ray.tasks.tts import text as tts_text
 from seminas_ray.tasks.tts.ljspeech import SAMPLE_RATE, HardSentence, LJSpeechCorpus, load_hard_sentences, write_wav
 
-CORPUS_FORMAT_VERSION = 1  # bump when the layout or the synthesis recipe changes: it is part of the cache key
+CORPUS_FORMAT_VERSION = 2  # bump when the layout or the synthesis recipe changes: it is part of the cache key
 DEFAULT_SIZE = 1200  # 1,000 train + 100 valid + 100 test in the low-resource split
 DEFAULT_VOICE = "en-us+klatt3"
 SPEED_RANGE = (150, 190)  # words per minute, inclusive
@@ -54,6 +59,38 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 0x1
 _ENDPAUSE = 0x1000
 _PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
+_INITIALIZE_PHONEME_EVENTS = 0x1
+_EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
+PHONEMES_FILE = "phonemes.jsonl"
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` of speak_lib.h; ``sample`` is the event's position in the output, in samples."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", _EventId)]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The phonemes eSpeak spoke in one utterance and the sample at which each starts (non-decreasing, first 0)."""
+
+    phonemes: tuple[str, ...]
+    starts: tuple[int, ...]
+
+    def durations(self, n_frames: int, hop: int) -> np.ndarray:
+        """Frames per phoneme for a ``n_frames``-frame mel with hop ``hop``; they sum to ``n_frames`` exactly.
+
+        Phoneme i covers the frames whose centre (frame k at sample ``k * hop``) lies in ``[start_i, start_i+1)``.
+        """
+        bounds = [0] + [min(n_frames, -(-int(s) // hop)) for s in self.starts[1:]] + [n_frames]
+        bounds = np.maximum.accumulate(np.asarray(bounds, dtype=np.int64))
+        return np.diff(bounds)
 
 
 def load_sentences(path: str | Path = SENTENCES_FILE) -> list[str]:
@@ -117,30 +154,43 @@ class ESpeak:
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
         self.sample_rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), _INITIALIZE_PHONEME_EVENTS
         )
         if self.sample_rate != SAMPLE_RATE:
             raise RuntimeError(f"eSpeak NG initialised at {self.sample_rate} Hz, expected {SAMPLE_RATE} Hz")
         self.version = lib.espeak_Info(None).decode().split()[0]
         self._chunks: list[np.ndarray] = []
-        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+        self._phonemes: list[tuple[str, int]] = []
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                         ctypes.POINTER(_Event))
         self._callback = callback_type(self._collect)  # keep a reference: the library calls it later
         lib.espeak_SetSynthCallback(self._callback)
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"eSpeak NG has no voice {voice!r} (try 'en-us+klatt3' or 'en-us')")
 
     def _collect(self, wav, num_samples: int, events) -> int:
+        i = 0
+        while events and events[i].type != _EVENT_LIST_TERMINATED:
+            if events[i].type == _EVENT_PHONEME:
+                name = bytes(events[i].id.string).split(b"\0")[0].decode("ascii", "replace")
+                self._phonemes.append((name, int(events[i].sample)))
+            i += 1
         if num_samples > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         return 0  # 0 = keep synthesising
 
     def synthesize(self, sentence: str, speed: int = 170, pitch: int = 50, word_gap: int = 0) -> np.ndarray:
         """int16 samples at 22,050 Hz of ``sentence`` spoken at ``speed`` wpm, ``pitch`` 0-99 and ``word_gap`` x 10 ms."""
+        return self.synthesize_aligned(sentence, speed, pitch, word_gap)[0]
+
+    def synthesize_aligned(self, sentence: str, speed: int = 170, pitch: int = 50,
+                           word_gap: int = 0) -> tuple[np.ndarray, Alignment]:
+        """``synthesize`` plus the phonemes spoken and their start samples (from the library's phoneme events)."""
         lib = self._lib
         for parameter, value in ((_PARAM_RATE, speed), (_PARAM_PITCH, pitch), (_PARAM_WORDGAP, word_gap)):
             if lib.espeak_SetParameter(parameter, int(value), 0) != 0:
                 raise ValueError(f"eSpeak NG rejected parameter {parameter}={value}")
-        self._chunks = []
+        self._chunks, self._phonemes = [], []
         data = sentence.encode("utf-8")
         status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
         if status != 0:
@@ -148,7 +198,13 @@ class ESpeak:
         samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
         if samples.size == 0 or not np.any(samples):
             raise ValueError(f"eSpeak NG produced no audio for {sentence!r}")
-        return samples.astype(np.int16, copy=False)
+        if not self._phonemes:
+            raise RuntimeError(f"eSpeak NG reported no phoneme events for {sentence!r}")
+        names = tuple(n for n, _ in self._phonemes)
+        starts = [min(max(0, s), samples.size) for _, s in self._phonemes]
+        starts[0] = 0  # the leading pause phoneme starts the audio
+        starts = tuple(int(x) for x in np.maximum.accumulate(starts))
+        return samples.astype(np.int16, copy=False), Alignment(names, starts)
 
 
 def espeak_version() -> str:
@@ -161,19 +217,20 @@ def espeak_version() -> str:
     return lib.espeak_Info(None).decode().split()[0]
 
 
-def _synth_shard(job: dict) -> list[tuple[str, int]]:
-    """Synthesise one shard into ``<folder>/wavs``; returns (id, samples) pairs. Runs in a fresh interpreter."""
+def _synth_shard(job: dict) -> list[tuple[str, int, list[str], list[int]]]:
+    """Synthesise one shard into ``<folder>/wavs``; returns (id, samples, phonemes, starts) per utterance.
+    Runs in a fresh interpreter."""
     engine = ESpeak(job["voice"])
     out = []
     for uid, sentence, speed, pitch, gap in job["items"]:
-        samples = engine.synthesize(sentence, speed, pitch, gap)
+        samples, align = engine.synthesize_aligned(sentence, speed, pitch, gap)
         write_wav(Path(job["folder"]) / "wavs" / f"{uid}.wav", samples, engine.sample_rate)
-        out.append((uid, int(samples.size)))
+        out.append((uid, int(samples.size), list(align.phonemes), list(align.starts)))
     return out
 
 
 def _shard_worker_main() -> None:
-    """Entry point of a shard process: a JSON job on stdin, a JSON list of [id, samples] on stdout."""
+    """Entry point of a shard process: a JSON job on stdin, a JSON list of [id, samples, phonemes, starts] on stdout."""
     result = _synth_shard(json.load(sys.stdin))
     sys.stdout.write("\n" + json.dumps(result) + "\n")  # the last line is the result, whatever else was printed
 
@@ -192,8 +249,10 @@ def synthesize_to_folder(
     workers: int | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    alignments: dict[str, Alignment] | None = None,
 ) -> dict[str, int]:
-    """Synthesise ``sentences[i]`` with ``params[i]`` into ``folder/wavs/<id>.wav``; returns samples per id.
+    """Synthesise ``sentences[i]`` with ``params[i]`` into ``folder/wavs/<id>.wav``; returns samples per id
+    (and fills ``alignments[id]`` when a dict is given).
 
     Shards of ``SHARD_SIZE`` run in fresh Python processes (``workers`` at a time; default: the CPU count, at most 4).
     So the audio depends neither on the worker count nor on anything synthesised earlier in this process.
@@ -234,8 +293,11 @@ def synthesize_to_folder(
                             f"eSpeak shard {job['items'][0][0]}..{job['items'][-1][0]} failed "
                             f"(exit {proc.returncode}): {err.strip()[-2000:]}"
                         )
-                    shard = [(uid, int(n)) for uid, n in json.loads(out.strip().splitlines()[-1])]
-                    lengths.update(shard)
+                    shard = json.loads(out.strip().splitlines()[-1])
+                    for uid, n, names, starts in shard:
+                        lengths[uid] = int(n)
+                        if alignments is not None:
+                            alignments[uid] = Alignment(tuple(names), tuple(int(x) for x in starts))
                     bar.update(len(shard))
                     if on_progress is not None:
                         on_progress(len(lengths), len(rows))
@@ -310,9 +372,15 @@ def _build(
     try:
         started = time.perf_counter()
         params = draw_synth_params(ids, seed)
+        alignments: dict[str, Alignment] = {}
         lengths = synthesize_to_folder(
-            spoken, params, tmp, voice=voice, workers=workers, progress=progress, on_progress=on_progress
+            spoken, params, tmp, voice=voice, workers=workers, progress=progress, on_progress=on_progress,
+            alignments=alignments,
         )
+        with open(tmp / PHONEMES_FILE, "w", encoding="utf-8", newline="\n") as handle:
+            for uid in ids:
+                a = alignments[uid]
+                handle.write(json.dumps({"id": uid, "phonemes": list(a.phonemes), "starts": list(a.starts)}) + "\n")
         with open(tmp / "metadata.csv", "w", encoding="utf-8", newline="\n") as handle:
             for uid, sentence, said in zip(ids, texts, spoken):
                 handle.write(f"{uid}|{sentence}|{said}\n")
@@ -383,6 +451,27 @@ def build_hard_corpus(
     hard = list(hard) if hard is not None else load_hard_sentences()
     return _build("hard", [h.id for h in hard], [h.text for h in hard], seed, voice,
                   Path(root) if root is not None else None, workers, progress, None)
+
+
+def read_alignments(corpus: LJSpeechCorpus) -> dict[str, Alignment]:
+    """The eSpeak phoneme alignment of every utterance of a corpus built by ``build_corpus`` (``phonemes.jsonl``)."""
+    path = corpus.root / PHONEMES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {corpus.root} has no phoneme alignment (only corpora built by "
+                                "build_corpus have one; use --backbone transformer-tts for other data)")
+    out: dict[str, Alignment] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                row = json.loads(line)
+                names, starts = tuple(str(x) for x in row["phonemes"]), tuple(int(x) for x in row["starts"])
+                uid = str(row["id"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{number}: not a phoneme record ({err})") from None
+            if not names or len(names) != len(starts) or any(b < a for a, b in zip(starts, starts[1:])):
+                raise ValueError(f"{path}:{number}: phonemes and non-decreasing starts must pair up")
+            out[uid] = Alignment(names, starts)
+    return out
 
 
 def read_synth_params(corpus: LJSpeechCorpus) -> list[dict[str, str]]:

@@ -57,6 +57,10 @@ from seminas_ray.spaces.tts import TTSSpace
 from seminas_ray.spaces.tts import op_kind
 
 
+#: The two model families over the same 11-op layer space (see ``backbones.py``).
+BACKBONES = ("transformer-tts", "fastspeech")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # configuration
 # ----------------------------------------------------------------------------------------------------------------
@@ -92,6 +96,9 @@ class TTSModelConfig:
     warmup_steps: int = 4000
     weight_decay: float = 0.01
     clip_norm: float = 1.0
+    # -- backbone --
+    backbone: str = "transformer-tts"  # "transformer-tts" (model.py, the paper's) or "fastspeech" (duration_model.py)
+    duration_weight: float = 1.0  # fastspeech: weight of the log-duration MSE
 
     def __post_init__(self) -> None:
         if self.hidden % 8:
@@ -102,6 +109,8 @@ class TTSModelConfig:
             raise ValueError(f"mel_loss must be 'l1' or 'mse', got {self.mel_loss!r}")
         if self.postnet_layers == 1 or self.postnet_layers < 0:
             raise ValueError(f"postnet_layers must be 0 or >= 2, got {self.postnet_layers}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         if self.ffn_kernel < 1 or self.ffn_kernel % 2 == 0:
             raise ValueError(f"ffn_kernel must be odd and >= 1, got {self.ffn_kernel}")
 
@@ -143,6 +152,17 @@ PRESETS: dict[str, TTSModelConfig] = {
                                    guided_attn_weight=0.0, lr_scale=2.0, warmup_steps=4000),
     "paper_final": TTSModelConfig(hidden=256, ffn_kernel=9, postnet_layers=3, postnet_channels=256, mel_loss="mse",
                                   guided_attn_weight=0.0, lr_scale=2.0, warmup_steps=4000),
+    # the duration-based backbone (duration_model.py): r = 1 (no decoder steps), L1 loss, no stop token or attention
+    "fs_smoke": TTSModelConfig(backbone="fastspeech", hidden=32, r=1, ffn_kernel=1, dropout=0.0, postnet_layers=0,
+                               postnet_channels=32, lr_scale=0.2, warmup_steps=100, guided_attn_weight=0.0),
+    "fs_search": TTSModelConfig(backbone="fastspeech", hidden=64, r=1, ffn_kernel=1, dropout=0.0, postnet_layers=0,
+                                lr_scale=0.28, warmup_steps=300, guided_attn_weight=0.0),
+    "fs_final": TTSModelConfig(backbone="fastspeech", hidden=128, r=1, ffn_kernel=1, dropout=0.1, postnet_layers=5,
+                               postnet_channels=256, lr_scale=0.25, warmup_steps=500, guided_attn_weight=0.0),
+    "fs_paper_search": TTSModelConfig(backbone="fastspeech", hidden=64, r=1, ffn_kernel=9, postnet_layers=0,
+                                      guided_attn_weight=0.0, lr_scale=2.0, warmup_steps=4000),
+    "fs_paper_final": TTSModelConfig(backbone="fastspeech", hidden=256, r=1, ffn_kernel=9, postnet_layers=5,
+                                     postnet_channels=256, guided_attn_weight=0.0, lr_scale=2.0, warmup_steps=4000),
 }
 
 
@@ -613,13 +633,16 @@ class TTSNet(nn.Module):
     def path_parameter_names(self, arch: Any) -> set[str]:
         """Names of the parameters one forward along ``arch`` uses (shared parts + the chosen ops)."""
         enc, dec = self._resolve(arch)
-        chosen = {f"encoder.{i}.ops.{op_key(t)}." for i, t in enumerate(enc)}
-        chosen |= {f"decoder.{i}.ops.{op_key(t)}." for i, t in enumerate(dec)}
-        names = set()
-        for name, _ in self.named_parameters():
-            if not name.startswith(("encoder.", "decoder.")) or any(name.startswith(p) for p in chosen):
-                names.add(name)
-        return names
+        return path_parameter_names(self, enc, dec)
+
+
+def path_parameter_names(model: nn.Module, enc: Sequence[int], dec: Sequence[int]) -> set[str]:
+    """Parameters of ``model`` outside ``encoder.*``/``decoder.*`` plus those of the chosen op in every layer
+    (both backbones name their layers ``encoder.i.ops.<op>`` / ``decoder.i.ops.<op>``)."""
+    chosen = {f"encoder.{i}.ops.{op_key(t)}." for i, t in enumerate(enc)}
+    chosen |= {f"decoder.{i}.ops.{op_key(t)}." for i, t in enumerate(dec)}
+    return {name for name, _ in model.named_parameters()
+            if not name.startswith(("encoder.", "decoder.")) or any(name.startswith(p) for p in chosen)}
 
 
 class Supernet(TTSNet):
@@ -677,5 +700,6 @@ __all__ = [
     "decoder_inputs",
     "lengths_to_padding",
     "op_key",
+    "path_parameter_names",
     "preset",
 ]

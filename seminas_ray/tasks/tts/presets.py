@@ -48,8 +48,12 @@ class TTSPreset:
     # -- data --
     corpus_size: int                     # utterances of the embedded eSpeak corpus (ignored with --data)
     n_valid_score: int | None = None     # validation utterances for scoring (None: all of the split's)
+    # -- models --
+    backbone: str = "fastspeech"         # the preset's backbone (``--backbone`` picks the other one)
+    #: per backbone, the seminas_ray.tasks.tts.model.PRESETS names of (the supernet, the final models)
+    models: dict[str, tuple[str, str]] = field(default_factory=lambda: {
+        "fastspeech": ("fs_search", "fs_final"), "transformer-tts": ("default", "final_cpu")})
     # -- search --
-    search_model: str = "default"        # seminas_ray.tasks.tts.model.PRESETS name of the supernet
     search_overrides: dict[str, Any] = field(default_factory=dict)  # TTSModelConfig fields changed for the search
     batch_size: int | None = 16          # global batch (all replicas together)
     max_frames: int | None = None        # padded frames per global batch (the paper's max tokens)
@@ -62,7 +66,6 @@ class TTSPreset:
     supernet_actors: int | None = None   # None: one per GPU, or 2 CPU replicas
     seminas: dict[str, Any] = field(default_factory=dict)  # overrides of PAPER_SEMINAS
     # -- final evaluation --
-    final_model: str = "final_cpu"
     final_overrides: dict[str, Any] = field(default_factory=dict)
     final_steps: int = 1500
     final_batch_size: int | None = 16
@@ -73,6 +76,14 @@ class TTSPreset:
     gl_iters: int = 32
     n_wav_samples: int = 3               # test sentences written as .wav per system
     eval_batch_size: int = 8             # utterances synthesised together
+
+    def model_names(self, backbone: str | None = None) -> tuple[str, str]:
+        """(supernet, final) model preset names for ``backbone`` (None: the preset's own)."""
+        backbone = backbone or self.backbone
+        if backbone not in self.models:
+            raise ValueError(f"preset {self.name!r} has no models for backbone {backbone!r} "
+                             f"(it has: {', '.join(self.models)})")
+        return self.models[backbone]
 
     def seminas_dict(self) -> dict[str, Any]:
         """The SemiNAS settings: the paper's TTS values with this preset's overrides (nested merge)."""
@@ -85,23 +96,26 @@ class TTSPreset:
 PRESETS: dict[str, TTSPreset] = {
     "smoke": TTSPreset(
         name="smoke", description="CI check of the whole pipeline (< 3 min on 2 cores); numbers are meaningless",
-        corpus_size=120, search_model="smoke", batch_size=8, steps_per_arch=4, min_round_steps=20,
+        corpus_size=120, models={"fastspeech": ("fs_smoke", "fs_smoke"), "transformer-tts": ("smoke", "smoke")},
+        batch_size=8, steps_per_arch=4, min_round_steps=20,
         seminas={"n_seed": 6, "n_unlabelled": 200, "n_per_round": 4, "n_rounds": 1, "top_k": 10,
                  "pretrain_epochs": 100, "train_epochs": 30, "patience": 10},
-        final_model="smoke", final_steps=40, final_batch_size=8, n_eval_test=2, n_eval_hard=2, max_len_ratio=1.2,
+        final_steps=40, final_batch_size=8, n_eval_test=2, n_eval_hard=2, max_len_ratio=1.2,
         gl_iters=16, n_wav_samples=1, eval_batch_size=2),
     "default": TTSPreset(
         name="default", description="2-core CPU run of about half an hour: N=16, M=4000, 2 rounds of 8",
-        corpus_size=1200, search_model="default", batch_size=16, steps_per_arch=25, min_round_steps=100,
+        corpus_size=1200, batch_size=16, steps_per_arch=25, min_round_steps=100,
         first_round_steps=200,
         seminas={"n_seed": 16, "n_unlabelled": 4000, "n_per_round": 8, "n_rounds": 2, "top_k": 100},
-        final_model="final_cpu", final_steps=600, final_batch_size=16, n_eval_test=24, n_eval_hard=24,
+        final_steps=1400, final_batch_size=16, n_eval_test=None, n_eval_hard=None,
         max_len_ratio=1.5, gl_iters=32, n_wav_samples=3, eval_batch_size=8),
     "paper": TTSPreset(
         name="paper", description="the paper's settings for a GPU cluster (use --data LJSpeech-1.1)",
-        corpus_size=1700, search_model="paper_search", batch_size=None, max_frames=31_250, epochs_per_arch=10.0,
+        corpus_size=1700, backbone="transformer-tts",
+        models={"transformer-tts": ("paper_search", "paper_final"), "fastspeech": ("fs_paper_search", "fs_paper_final")},
+        batch_size=None, max_frames=31_250, epochs_per_arch=10.0,
         min_round_steps=1, score_mode="free_running", seminas={},
-        final_model="paper_final", final_steps=80_000, final_batch_size=None, final_max_frames=31_250,
+        final_steps=80_000, final_batch_size=None, final_max_frames=31_250,
         n_eval_test=None, n_eval_hard=None, max_len_ratio=2.0, gl_iters=60, n_wav_samples=5, eval_batch_size=16),
 }
 #: The robustness setting trains the supernet for 1 epoch x pool size per round in the paper (10 in low-resource).

@@ -56,12 +56,17 @@ from seminas_ray.reporting import round_or_none
 from seminas_ray.reporting import write_csv
 from seminas_ray.spaces.tts import TTSSpace
 from seminas_ray.tasks.base import Task
+from seminas_ray.tasks.tts import phonemes as tts_phonemes
 from seminas_ray.tasks.tts import text as tts_text
+from seminas_ray.tasks.tts.backbones import BACKBONES
+from seminas_ray.tasks.tts.backbones import Backbone
+from seminas_ray.tasks.tts.backbones import get_backbone
 from seminas_ray.tasks.tts.data import SETTINGS
 from seminas_ray.tasks.tts.data import TTSData
 from seminas_ray.tasks.tts.data import check_data_path
 from seminas_ray.tasks.tts.data import prepare_data
 from seminas_ray.tasks.tts.evaluation import final_evaluation
+from seminas_ray.tasks.tts.evaluation import summary
 from seminas_ray.tasks.tts.evaluation import write_report
 from seminas_ray.tasks.tts.model import TTSModelConfig
 from seminas_ray.tasks.tts.model import preset as model_preset
@@ -74,8 +79,7 @@ from seminas_ray.tasks.tts.presets import get_preset
 from seminas_ray.tasks.tts.supernet_backend import TTSSupernetBackend
 from seminas_ray.tasks.tts.text import separator_ids
 from seminas_ray.tasks.tts.trial import COORDINATOR
-from seminas_ray.tasks.tts.trial import METRIC
-from seminas_ray.tasks.tts.trial import RESULT_KEYS
+from seminas_ray.tasks.tts.trial import result_keys
 from seminas_ray.tasks.tts.trial import tts_trainable
 from seminas_ray.utils.batching import batch_plan
 
@@ -93,7 +97,8 @@ def seminas_config(preset: TTSPreset, *, config_file: str | None = None, overrid
 
 
 def model_config(name: str, overrides: dict[str, Any], cli: list[str] | None = None) -> Any:
-    """A ``TTSModelConfig`` preset with the vocabulary set and overrides applied (``--model-set key=value``)."""
+    """A ``TTSModelConfig`` preset with the vocabulary set (characters or phonemes, by its backbone) and overrides
+    applied (``--model-set key=value``)."""
     changes = dict(overrides)
     for text in cli or []:
         if "=" not in text:
@@ -103,7 +108,9 @@ def model_config(name: str, overrides: dict[str, Any], cli: list[str] | None = N
     unknown = sorted(set(changes) - set(TTSModelConfig().to_dict()))
     if unknown:
         raise ValueError(f"unknown TTS model setting(s) {unknown}; known: {sorted(TTSModelConfig().to_dict())}")
-    return model_preset(name, vocab_size=tts_text.vocab_size, **changes)
+    base = model_preset(name, **changes)
+    vocab = tts_phonemes.vocab_size if base.backbone == "fastspeech" else tts_text.vocab_size
+    return dataclasses.replace(base, vocab_size=vocab)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -112,15 +119,15 @@ def model_config(name: str, overrides: dict[str, Any], cli: list[str] | None = N
 class RoundPrinter:
     """Searcher callback: one line per controller round, and rounds.csv kept current."""
 
-    def __init__(self, out_dir: Path, space: Any) -> None:
-        self.out_dir, self.space = out_dir, space
+    def __init__(self, out_dir: Path, space: Any, metric: str = "dfr") -> None:
+        self.out_dir, self.space, self.metric = out_dir, space, metric
 
     def __call__(self, searcher: Any, event: str) -> None:
         opt = searcher.optimizer
         if event == "trial" and searcher.evaluations:
             e = searcher.evaluations[-1]
-            value = e.get(METRIC)
-            print(f"  [{e['query']:>3}/{searcher.budget}] round {e['round']} dfr="
+            value = e.get(self.metric)
+            print(f"  [{e['query']:>3}/{searcher.budget}] round {e['round']} {self.metric}="
                   f"{'failed' if value is None else f'{value:.4f}'}  {e['key']}", flush=True)
             return
         if event != "round":
@@ -128,7 +135,7 @@ class RoundPrinter:
         log = opt.rounds_log
         last = log[-1] if log else {}
         best = searcher.best_value
-        print(f"[controller round {opt.round}] queries {opt.n_told}/{searcher.budget}, best dfr "
+        print(f"[controller round {opt.round}] queries {opt.n_told}/{searcher.budget}, best {self.metric} "
               f"{'-' if best is None else f'{best:.4f}'}, controller {last.get('controller_seconds')}s "
               f"(pseudo-labels/s {last.get('pseudo_labels_per_s', '-')}, tau(train) "
               f"{round_or_none(last.get('train_kendall_tau'), 3)}), {last.get('n_proposed', 0)} new architectures",
@@ -145,12 +152,16 @@ class TTSTask(Task):
     name = "tts"
     presets = tuple(PRESETS)
     default_preset = DEFAULT_PRESET
-    description = "SemiNAS for Transformer TTS (weight-sharing supernet on Ray actors, then final training)"
+    description = "SemiNAS for TTS (weight-sharing supernet on Ray actors, then final training)"
 
     def add_arguments(self, group: argparse._ArgumentGroup) -> None:
         group.add_argument("--data", default=None,
                            help="an LJSpeech-1.1 folder (metadata.csv + wavs/); default: the embedded eSpeak NG "
                                 "corpus, synthesised on first use and cached")
+        group.add_argument("--backbone", choices=tuple(BACKBONES), default=None,
+                           help="model family over the 11-op layer space: fastspeech (duration-based, phoneme input; "
+                                "the embedded corpus's default) or transformer-tts (the paper's autoregressive one; "
+                                "the paper preset's default, and the one --data LJSpeech needs)")
         group.add_argument("--setting", choices=SETTINGS, default="low-resource",
                            help="the paper's data setting (default low-resource)")
         group.add_argument("--supernet-actors", type=int, default=None,
@@ -168,9 +179,13 @@ class TTSTask(Task):
         check_data_path(settings.option("data"))
         cfg = seminas_config(preset, config_file=settings.config, overrides=list(settings.overrides),
                              budget=settings.budget, exact_schedule=settings.exact_paper_schedule)
-        search_cfg = model_config(preset.search_model, preset.search_overrides, list(settings.option("model_set")))
-        final_cfg = model_config(preset.final_model, preset.final_overrides)
-        data = prepare_data(settings.option("data"), settings.option("setting"), preset)
+        backbone = settings.option("backbone") or preset.backbone
+        search_name, final_name = preset.model_names(backbone)
+        search_cfg = model_config(search_name, preset.search_overrides, list(settings.option("model_set")))
+        final_cfg = model_config(final_name, preset.final_overrides)
+        if search_cfg.backbone != backbone:
+            raise ValueError(f"--model-set backbone={search_cfg.backbone} contradicts --backbone {backbone}")
+        data = prepare_data(settings.option("data"), settings.option("setting"), preset, backbone=backbone)
         return TTSJob(settings, preset, cfg, search_cfg, final_cfg, data, t_start)
 
 
@@ -196,6 +211,7 @@ class TTSJob(SearchJob):
                  final_cfg: TTSModelConfig, data: TTSData, t_start: float) -> None:
         self.settings, self.preset, self.cfg = settings, preset, cfg
         self.search_cfg, self.final_cfg, self.data, self.t_start = search_cfg, final_cfg, data, t_start
+        self.backbone: Backbone = get_backbone(search_cfg.backbone)
         self.space = TTSSpace(hidden=256)
         self.final_scores: dict[str, dict[str, float]] = {}
         self.supernet_rounds: list[dict[str, Any]] = []
@@ -203,20 +219,22 @@ class TTSJob(SearchJob):
         self._coordinator: Any = None
 
     def describe(self) -> dict[str, Any]:
-        return {"preset": dataclasses.asdict(self.preset), "seminas": self.cfg.to_dict(),
+        return {"preset": dataclasses.asdict(self.preset), "backbone": self.backbone.name,
+                "seminas": self.cfg.to_dict(),
                 "search_model": self.search_cfg.to_dict(), "final_model": self.final_cfg.to_dict(),
                 "data": self.data.info()}
 
     def headline(self) -> str:
         return (f"tts {self.data.setting}: {len(self.data.train)} training / {len(self.data.valid)} validation "
-                f"utterances ({self.data.source}), preset {self.preset.name}, {self.cfg.total_queries} architectures "
-                f"to score, seed {self.settings.seed}")
+                f"utterances ({self.data.source}), preset {self.preset.name}, backbone {self.backbone.name} "
+                f"(reward {self.backbone.reward}), {self.cfg.total_queries} architectures to score, "
+                f"seed {self.settings.seed}")
 
     def _schedule(self, n_actors: int) -> RoundSchedule:
         preset = self.preset
         steps_per_arch = preset.steps_per_arch
         if preset.epochs_per_arch is not None:
-            n_batches = len(batch_plan([len(m) for _, m in self.data.train], preset.batch_size, preset.max_frames,
+            n_batches = len(batch_plan([len(item[1]) for item in self.data.train], preset.batch_size, preset.max_frames,
                                        n_actors))
             steps_per_arch = max(1, math.ceil(preset.epochs_per_arch * n_batches))
         return RoundSchedule(steps_per_arch=steps_per_arch, min_steps=preset.min_round_steps,
@@ -253,9 +271,12 @@ class TTSJob(SearchJob):
             yield SearchPlan(
                 make_optimizer=lambda: make_method("seminas", self.space, settings.seed, self.cfg,
                                                    pseudo_labeler=labeler),
-                trainable=tune.with_parameters(tts_trainable, coordinator=COORDINATOR), metric=METRIC, mode="max",
-                trial_cpus=TRIAL_CPUS, include_pool=True, extra_result_keys=RESULT_KEYS,
-                callbacks=[RoundPrinter(session.out, self.space), SearchMetrics(session.out.name)], max_failures=1)
+                trainable=tune.with_parameters(tts_trainable, coordinator=COORDINATOR, metric=self.backbone.reward,
+                                               backbone=self.backbone.name),
+                metric=self.backbone.reward, mode=self.backbone.mode, trial_cpus=TRIAL_CPUS, include_pool=True,
+                extra_result_keys=result_keys(self.backbone.name),
+                callbacks=[RoundPrinter(session.out, self.space, self.backbone.reward),
+                           SearchMetrics(session.out.name)], max_failures=1)
         finally:
             self._coordinator = None
             with contextlib.suppress(Exception):  # a coordinator that is already gone cannot shut down politely
@@ -264,7 +285,7 @@ class TTSJob(SearchJob):
 
     def after_search(self, outcome: SearchOutcome) -> None:
         """Re-score every evaluated architecture on the final supernet weights (one scale for all)."""
-        keys = [e["key"] for e in outcome.searcher.evaluations if e.get(METRIC) is not None]
+        keys = [e["key"] for e in outcome.searcher.evaluations if e.get(self.backbone.reward) is not None]
         if not keys:
             raise RuntimeError("every supernet evaluation failed: see the trial errors under "
                                f"{self.settings.out}/tune")
@@ -277,12 +298,15 @@ class TTSJob(SearchJob):
         out, seed = session.out, self.settings.seed
         search = write_search_results(out, outcome.searcher, self.space, self.final_scores, self.supernet_rounds,
                                       search_seconds=outcome.wall_seconds, rescore_seconds=self.rescore_seconds,
-                                      seed=seed)
-        report: dict[str, Any] = {"task": "tts", "preset": self.preset.name, "setting": self.data.setting,
-                                  "seed": seed, "data": self.data.info(), "search": search}
+                                      seed=seed, backbone=self.backbone)
+        report: dict[str, Any] = {"task": "tts", "preset": self.preset.name, "backbone": self.backbone.name,
+                                  "setting": self.data.setting, "seed": seed, "data": self.data.info()}
         if not self.settings.option("no_final"):
-            report["final"] = final_evaluation(out, self.data, self.preset, self.final_cfg,
-                                               best_key=search["best"]["key"], seed=seed)
+            final = final_evaluation(out, self.data, self.preset, self.final_cfg, best_key=search["best"]["key"],
+                                     seed=seed)
+            report.update(summary(final))  # the fixed-shape head: systems, ground truth, vocoder ceiling, counts
+            report["final"] = final
+        report["search"] = search
         report["wall_seconds"] = round(time.perf_counter() - self.t_start, 1)
         write_report(out, report)
         print(f"done in {report['wall_seconds'] / 60:.1f} min: best architecture {search['best']['key']} "
@@ -292,19 +316,29 @@ class TTSJob(SearchJob):
 
 def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dict[str, dict[str, float]],
                          supernet_rounds: list[dict[str, Any]], *, search_seconds: float, rescore_seconds: float,
-                         seed: int) -> dict[str, Any]:
-    """evaluations.csv, rounds.csv and search_curve.png; returns the search summary for the report."""
+                         seed: int, backbone: Backbone | None = None) -> dict[str, Any]:
+    """evaluations.csv, rounds.csv and search_curve.png; returns the search summary for the report.
+
+    The reward column is named after the backbone's reward (``dfr`` or ``valid_loss``), its re-score on the final
+    supernet weights ``final_<reward>``; the best architecture is the best final re-score in the reward's direction.
+    """
+    backbone = backbone or get_backbone("transformer-tts")
+    metric, sign = backbone.reward, (1.0 if backbone.mode == "max" else -1.0)
+    extra = [k for k in result_keys(backbone.name) if k not in ("supernet_round", "supernet_steps", "eval_seconds")]
     evaluations = list(searcher.evaluations)
-    running = best_so_far([e.get(METRIC) for e in evaluations])
+    running = best_so_far([e.get(metric) for e in evaluations], mode=backbone.mode)
+    final_key = "dfr" if metric == "dfr" else metric
     rows = []
     for e, best in zip(evaluations, running):
         final = final_scores.get(e["key"], {})
-        rows.append({"query": e["query"], "round": e["round"], "key": e["key"], "arch": space.describe(e["key"]),
-                     METRIC: e.get(METRIC), "fr": e.get("fr"), "valid_loss": e.get("valid_loss"),
-                     "final_dfr": final.get("dfr"), "final_valid_loss": final.get("loss"),
-                     "predicted": e.get("predicted"), "best_so_far": best,
-                     "params_layers_256": space.cost(e["key"])["params_layers"],
-                     "supernet_steps": e.get("supernet_steps"), "trial_id": e["trial_id"], "time": e["time"]})
+        row = {"query": e["query"], "round": e["round"], "key": e["key"], "arch": space.describe(e["key"]),
+               metric: e.get(metric), **{k: e.get(k) for k in extra}, f"final_{metric}": final.get(final_key)}
+        if backbone.name == "transformer-tts":
+            row["final_valid_loss"] = final.get("loss")
+        row.update({"predicted": e.get("predicted"), "best_so_far": best,
+                    "params_layers_256": space.cost(e["key"])["params_layers"],
+                    "supernet_steps": e.get("supernet_steps"), "trial_id": e["trial_id"], "time": e["time"]})
+        rows.append(row)
     frame = write_csv(out / "evaluations.csv", rows)
     log = [flatten_row(r) for r in searcher.optimizer.rounds_log]
     by_round = {int(r["round"]): r for r in supernet_rounds}
@@ -315,27 +349,29 @@ def write_search_results(out: Path, searcher: Any, space: Any, final_scores: dic
         row.update({f"controller_{k}": v for k, v in controller.items() if k != "round"})
         merged.append(row)
     rounds = write_csv(out / "rounds.csv", merged, columns=None if merged else ["round"])
-    write_search_plots(out, frame, rounds, value=METRIC, label="supernet DFR (reward)",
-                       title=f"SemiNAS on the TTS space (seed {seed})")
-    scored = [r for r in rows if r["final_dfr"] is not None]
-    best = max(scored, key=lambda r: (r["final_dfr"], r[METRIC] or 0.0))
-    best_reward = max((r for r in rows if r[METRIC] is not None), key=lambda r: r[METRIC])
-    plot_search_curve(out / "search_curve.png", {"SemiNAS (supernet DFR)": (list(range(1, len(running) + 1)),
-                                                                             running)},
-                      ylabel="best DFR so far (reward)", title=f"SemiNAS on the TTS space (seed {seed})")
+    write_search_plots(out, frame, rounds, value=metric, label=backbone.reward_label,
+                       title=f"SemiNAS on the TTS space ({backbone.name}, seed {seed})")
+    final_col = f"final_{metric}"
+    scored = [r for r in rows if r[final_col] is not None]
+    best = max(scored, key=lambda r: (sign * r[final_col], sign * (r[metric] if r[metric] is not None else -sign * 1e9)))
+    best_reward = max((r for r in rows if r[metric] is not None), key=lambda r: sign * r[metric])
+    plot_search_curve(out / "search_curve.png",
+                      {f"SemiNAS (supernet {metric})": (list(range(1, len(running) + 1)), running)},
+                      ylabel=f"best {metric} so far (reward)", title=f"SemiNAS on the TTS space (seed {seed})")
     summary = {
-        "n_evaluated": len(rows), "n_failed": sum(r[METRIC] is None for r in rows),
+        "reward": metric, "mode": backbone.mode,
+        "n_evaluated": len(rows), "n_failed": sum(r[metric] is None for r in rows),
         "n_rounds": len(merged), "search_seconds": round(search_seconds, 1),
         "rescore_seconds": round(rescore_seconds, 1),
-        "best": {"key": best["key"], "describe": best["arch"], "final_dfr": best["final_dfr"], "dfr": best[METRIC],
-                 "round": best["round"]},
-        "best_by_reward": {"key": best_reward["key"], "dfr": best_reward[METRIC], "round": best_reward["round"]},
+        "best": {"key": best["key"], "describe": best["arch"], f"final_{metric}": best[final_col],
+                 metric: best[metric], "round": best["round"]},
+        "best_by_reward": {"key": best_reward["key"], metric: best_reward[metric], "round": best_reward["round"]},
         "supernet_rounds": supernet_rounds,
-        "final_dfr_range": [min(r["final_dfr"] for r in scored), max(r["final_dfr"] for r in scored)],
+        f"final_{metric}_range": [min(r[final_col] for r in scored), max(r[final_col] for r in scored)],
     }
     print(f"search done in {search_seconds / 60:.1f} min: {len(rows)} architectures; best on the final supernet "
-          f"weights: {best['key']} (DFR {best['final_dfr']:.4f}; reward in round {best['round']}: "
-          f"{best[METRIC]:.4f})", flush=True)
+          f"weights: {best['key']} ({metric} {best[final_col]:.4f}; reward in round {best['round']}: "
+          f"{best[metric]:.4f})", flush=True)
     return summary
 
 

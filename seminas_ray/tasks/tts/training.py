@@ -240,14 +240,17 @@ def path_losses(model: TTSNet, batch: Batch, arch: Any, cfg: TTSModelConfig) -> 
 
 
 def train_step(model: TTSNet, batch: Batch, arch: Any, optimizer: torch.optim.Optimizer,
-               scheduler: torch.optim.lr_scheduler.LRScheduler | None, cfg: TTSModelConfig) -> dict[str, float]:
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None, cfg: TTSModelConfig,
+               losses: Callable[..., dict[str, torch.Tensor]] | None = None) -> dict[str, float]:
     """One optimisation step along ``arch`` (``None`` for a child's own arch). Returns the losses and grad norm.
 
+    ``losses(model, batch, arch, cfg)`` is the backbone's objective (default: this module's ``path_losses``).
     The step itself is the project's one ``utils.training_step.train_step`` (the supernet replicas take the same):
     gradients reset to ``None``, so ops off the path get no update and no weight decay.
     """
     batch = to_device(batch, model_device(model))
-    return optimisation_step(model, optimizer, scheduler, lambda: path_losses(model, batch, arch, cfg),
+    objective = losses or path_losses
+    return optimisation_step(model, optimizer, scheduler, lambda: objective(model, batch, arch, cfg),
                              cfg.clip_norm)
 
 
@@ -268,6 +271,7 @@ def train_steps(
     cfg: TTSModelConfig,
     arch_sampler: Callable[[], Any] | None = None,
     time_budget_s: float | None = None,
+    losses: Callable[..., dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Train ``n_steps`` steps (or until ``time_budget_s``), cycling over ``batches`` if it is a list.
 
@@ -283,7 +287,7 @@ def train_steps(
         if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
             break
         arch = arch_sampler() if arch_sampler is not None else None
-        res = train_step(model, next(it), arch, optimizer, scheduler, cfg)
+        res = train_step(model, next(it), arch, optimizer, scheduler, cfg, losses)
         for k, v in res.items():
             sums[k] = sums.get(k, 0.0) + v
         done += 1

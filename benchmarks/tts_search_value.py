@@ -1,0 +1,176 @@
+"""Does searching help? The found TTS architecture vs the Transformer-TTS baseline vs random architectures, each
+trained with the final budget over several seeds (issue #18; hours on 2 cores at the default budget).
+
+For each seed it trains, exactly as the default run's final evaluation does (``evaluation.train_and_synthesize``:
+the backbone's final model preset, ``--steps`` steps, synthesis of the test and hard sentences, Griffin-Lim,
+PocketSphinx):
+
+* the **found** architecture (``--found``: an architecture string, or a TTS results folder whose report.json names it),
+* the **baseline** (all layers SA4, the Transformer-TTS layout),
+* ``--n-random`` **random** architectures of the space (drawn with the seed); their median is the "random" system.
+
+Metrics per system and seed: relative intelligibility (word accuracy on the test sentences / the recogniser's on the
+ground-truth recordings) and the hard-sentence error rate (``asr.robustness_errors``: length and excess recogniser
+errors for the duration-based backbone, plus stop and attention for the autoregressive one). The table gives the
+mean over seeds with a 95 % bootstrap interval (2,000 seeded resamples of the per-sentence results of all seeds).
+Trainings run ``--workers`` at a time, one thread each. Writes ``DIR/tts_search_value.csv`` (one row per system and
+seed) and ``DIR/tts_search_value_summary.csv``.
+
+    python benchmarks/tts_search_value.py --found results/tts_default --seeds 0,1,2 --out bench_out/tts_search_value
+    python benchmarks/tts_search_value.py --found "2 9 11 1 8 3 | 10 4 2 11 9 1" --seeds 0 --n-random 1 --steps 100 \\
+        --n-test 10 --n-hard 10      # a quick check of the pipeline
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+from seminas_ray.reporting import write_csv  # noqa: E402
+from seminas_ray.spaces.tts import TRANSFORMER_TTS_ARCH  # noqa: E402
+from seminas_ray.spaces.tts import TTSSpace  # noqa: E402
+from seminas_ray.tasks.tts import asr as tts_asr  # noqa: E402
+from seminas_ray.tasks.tts.data import prepare_data  # noqa: E402
+from seminas_ray.tasks.tts.evaluation import eval_indices  # noqa: E402
+from seminas_ray.tasks.tts.evaluation import train_and_synthesize  # noqa: E402
+from seminas_ray.tasks.tts.evaluation import transcribe_ground_truth  # noqa: E402
+from seminas_ray.tasks.tts.packing import pack_items  # noqa: E402
+from seminas_ray.tasks.tts.presets import get_preset  # noqa: E402
+from seminas_ray.tasks.tts.task import model_config  # noqa: E402
+from seminas_ray.tasks.tts.text import separator_ids  # noqa: E402
+
+
+def found_arch(text: str) -> str:
+    """An architecture string, or the best architecture named by a TTS results folder's report.json."""
+    path = Path(text)
+    if path.is_dir():
+        report = path / "report.json"
+        if not report.is_file():
+            raise SystemExit(f"--found {text}: no report.json in that folder (expected a TTS results folder)")
+        return str(json.loads(report.read_text())["search"]["best"]["key"])
+    try:
+        return str(TTSSpace.coerce(text))
+    except Exception as err:  # noqa: BLE001 - any parse failure is the same user error
+        raise SystemExit(f"--found {text!r}: neither a results folder nor an architecture ({err})") from None
+
+
+def bootstrap_mean_ci(values: list[float], seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
+    """Mean and 95 % percentile-bootstrap interval."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (n, len(x)))].mean(1)
+    return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--found", required=True, help="the searched architecture, or a TTS results folder")
+    parser.add_argument("--backbone", default="fastspeech", choices=("fastspeech", "transformer-tts"))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--n-random", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the default preset's)")
+    parser.add_argument("--n-test", type=int, default=None, help="test sentences (default: all 100)")
+    parser.add_argument("--n-hard", type=int, default=None, help="hard sentences (default: all 100)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="bench_out/tts_search_value")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    preset = get_preset("default")
+    steps = args.steps or preset.final_steps
+    data = prepare_data(None, "low-resource", preset, backbone=args.backbone, progress=False)
+    cfg = model_config(preset.model_names(args.backbone)[1], {})
+    test_idx = eval_indices(len(data.test), args.n_test)
+    hard_idx = eval_indices(len(data.hard_items), args.n_hard)
+    aligned = args.backbone == "fastspeech"
+
+    def inputs(item: Any) -> Any:
+        return (item[0], item[2]) if aligned else item[0]
+
+    sets = {"test": {"inputs": [inputs(data.test[i]) for i in test_idx],
+                     "gt_frames": [len(data.test[i][1]) for i in test_idx]},
+            "hard": {"inputs": [inputs(data.hard_items[i]) for i in hard_idx],
+                     "gt_frames": [len(data.hard_items[i][1]) for i in hard_idx]}}
+    texts = {"test": [data.test_utts[i].normalized for i in test_idx],
+             "hard": [data.hard[i].normalized for i in hard_idx]}
+    space = TTSSpace()
+    found = found_arch(args.found)
+    jobs = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, 18])
+        jobs.append(("found", found, seed))
+        jobs.append(("baseline", str(TRANSFORMER_TTS_ARCH), seed))
+        for k in range(args.n_random):
+            jobs.append((f"random-{k}", str(space.sample(rng, 1)[0]), seed))
+    train, valid = pack_items(data.train), pack_items(data.valid)
+    print(f"{len(jobs)} trainings of {steps} steps ({args.workers} at a time); ground truth first", flush=True)
+    gt = transcribe_ground_truth({"test": [str(data.test_utts[i].wav_path) for i in test_idx],
+                                  "hard": [str(data.hard_utts[i].wav_path) for i in hard_idx]}, 0)
+    gt_acc = 1.0 - tts_asr.word_error_rate(texts["test"], gt["test"]).wer
+    rows: list[dict[str, Any]] = []
+    with cf.ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {}
+        for name, key, seed in jobs:
+            opts = {"steps": steps, "batch_size": preset.final_batch_size, "max_frames": preset.final_max_frames,
+                    "seed": seed, "threads": 1, "device": "cpu", "gl_iters": preset.gl_iters,
+                    "max_len_ratio": preset.max_len_ratio, "eval_batch_size": preset.eval_batch_size,
+                    "separator_ids": separator_ids(), "mel_mean": data.mel_mean, "mel_std": data.mel_std,
+                    "asr": True, "n_keep": 0}
+            futures[pool.submit(train_and_synthesize, name, key, cfg.to_dict(), train, valid, sets, opts)] = (
+                name, key, seed)
+        for fut in cf.as_completed(futures):
+            name, key, seed = futures[fut]
+            res = fut.result()
+            test, hard = res["sets"]["test"]["records"], res["sets"]["hard"]["records"]
+            wer = tts_asr.word_error_rate(texts["test"], [r["hyp"] for r in test])
+            rob = tts_asr.robustness_errors(
+                texts["hard"], stop_fired=[r["stop_fired"] for r in hard], frames=[r["frames"] for r in hard],
+                gt_frames=[r["gt_frames"] for r in hard], attention_failed=[not r["attention_ok"] for r in hard],
+                hyps=[r["hyp"] for r in hard], gt_hyps=gt["hard"])
+            rows.append({"system": name.split("-")[0], "member": name, "key": key, "seed": seed,
+                         "params": res["params"], "word_accuracy": 1.0 - wer.wer,
+                         "relative_intelligibility": (1.0 - wer.wer) / gt_acc,
+                         "hard_sentence_error_rate": rob.error_rate, "train_minutes": res["train_seconds"] / 60,
+                         "_test_acc": [1 - e / max(n, 1) for e, n in zip(wer.errors, wer.ref_words)],
+                         "_hard_err": [float(e) for e in rob.errors]})
+            print(f"{name} seed {seed}: relative intelligibility {rows[-1]['relative_intelligibility']:.3f}, "
+                  f"hard errors {rob.error_rate:.2f}", flush=True)
+    # the random system: per seed, the member with the median relative intelligibility
+    summary = []
+    for system in ("found", "baseline", "random"):
+        picked = []
+        for seed in seeds:
+            members = sorted((r for r in rows if r["system"] == system and r["seed"] == seed),
+                             key=lambda r: r["relative_intelligibility"])
+            if members:
+                picked.append(members[len(members) // 2])
+        if not picked:
+            continue
+        rel = bootstrap_mean_ci([a / gt_acc for r in picked for a in r["_test_acc"]])
+        hard = bootstrap_mean_ci([e for r in picked for e in r["_hard_err"]])
+        summary.append({"system": system, "seeds": len(picked),
+                        "relative_intelligibility": float(np.mean([r["relative_intelligibility"] for r in picked])),
+                        "relative_intelligibility_ci_low": rel[1], "relative_intelligibility_ci_high": rel[2],
+                        "hard_sentence_error_rate": float(np.mean([r["hard_sentence_error_rate"] for r in picked])),
+                        "hard_error_ci_low": hard[1], "hard_error_ci_high": hard[2],
+                        "params_mean": float(np.mean([r["params"] for r in picked]))})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "tts_search_value.csv", [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
+    frame = write_csv(out / "tts_search_value_summary.csv", summary)
+    print(f"\nground-truth word accuracy {gt_acc:.3f} on {len(test_idx)} test sentences; {len(hard_idx)} hard")
+    print(frame.to_string(index=False))
+    print(f"wrote {out / 'tts_search_value.csv'} and {out / 'tts_search_value_summary.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
