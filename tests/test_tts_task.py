@@ -107,7 +107,8 @@ def test_fastspeech_refuses_ljspeech_data_in_one_line(tmp_path):
     corpus = tmp_path / "LJSpeech-1.1"
     (corpus / "wavs").mkdir(parents=True)
     (corpus / "metadata.csv").write_text("LJ001-0001|Hello there.|Hello there.\n")
-    proc = run_cli("--task", "tts", "--preset", "smoke", "--data", str(corpus), "--out", str(tmp_path / "x"))
+    proc = run_cli("--task", "tts", "--preset", "smoke", "--backbone", "fastspeech", "--data", str(corpus),
+                   "--out", str(tmp_path / "x"))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "fastspeech" in proc.stderr and "--backbone transformer-tts" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

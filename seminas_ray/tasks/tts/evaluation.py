@@ -3,14 +3,16 @@ the same budget, synthesise, vocode and measure them against the ground truth, a
 
 What is measured (the paper used human listeners; these are the offline stand-ins, see ``asr.py``):
 
-- **Intelligibility**: word accuracy (1 - WER) of PocketSphinx on the free-running synthesis of the test sentences
-  (Griffin-Lim vocoder, as the paper), *relative to* the same recogniser's word accuracy on the ground-truth
-  recordings of the same sentences. The ground truth's own WER is reported too: it is the ceiling, and on eSpeak
-  speech it is far from 0.
+- **Intelligibility**: word accuracy (1 - WER) of PocketSphinx on the synthesis of the test sentences (free-running
+  for transformer-tts, predicted durations for fastspeech; Griffin-Lim vocoder, as the paper), *relative to* the
+  same recogniser's word accuracy on the ground-truth recordings of the same sentences. The ground truth's own WER
+  is reported too (on eSpeak speech it is far from 0), and so is the **vocoder's ceiling**: the ground-truth mels
+  through the same Griffin-Lim.
 - **Robustness**: the share of hard sentences with an error: the stop token never fired, the output/ground-truth
   length ratio is outside [0.67, 1.5], the attention skipped or repeated a word or jumped
   (``training.alignment_errors`` at word level), or the recogniser made >= 3 more word errors than on the
-  reference recording of the same sentence.
+  reference recording of the same sentence (the duration-based backbone has no stop token or attention to fail).
+- **Real-time factor** of synthesis: compute seconds (model + Griffin-Lim, the task's threads) per second of speech.
 
 The two systems train as two Ray tasks side by side (one thread each on a 2-core box, one GPU each on a cluster);
 the ground-truth transcription is a third task. Everything is seeded: the same run gives the same numbers.
@@ -499,9 +501,11 @@ def write_artifacts(out: Path, data: Any, results: dict[str, Any], test_idx: lis
                 ax.imshow(a.T, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis")
                 ax.set_title(f"{short[name]}: {ids[set_name][0]} ({'test' if set_name == 'test' else 'hard'})",
                              fontsize=9)
-            ax.set_xlabel("decoder step")
-            ax.set_ylabel("character")
-    fig.suptitle("Encoder-decoder attention (most focused head), free-running synthesis", fontsize=10)
+            ax.set_xlabel("frame" if results[name].get("backbone") == "fastspeech" else "decoder step")
+            ax.set_ylabel("phoneme" if results[name].get("backbone") == "fastspeech" else "character")
+    aligned = any(res.get("backbone") == "fastspeech" for res in results.values())
+    fig.suptitle("Phoneme-to-frame alignment from the predicted durations" if aligned else
+                 "Encoder-decoder attention (most focused head), free-running synthesis", fontsize=10)
     fig.tight_layout()
     path = plots / "attention.png"
     fig.savefig(path)

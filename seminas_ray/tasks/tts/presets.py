@@ -4,15 +4,19 @@ settings and final-evaluation budget in one place.
 - ``smoke``: a CI check of the whole pipeline in well under 3 minutes on 2 CPU cores (120-utterance corpus, a
   32-wide model, 10 architectures, a few dozen training steps, 2+2 sentences through the recogniser). Its numbers
   mean nothing.
-- ``default``: what ``python experiments/run.py --task tts`` does on a 2-core CPU box in about half an hour: the
-  1,200-utterance eSpeak corpus (1,000 / 100 / 100), a 64-wide supernet on 2 data-parallel CPU replicas,
-  SemiNAS with N=16 seeds, M=4,000 pseudo-labels and 2 rounds of 8 (32 architectures scored), then the best
-  architecture and the Transformer-TTS baseline trained from scratch for the same number of steps and compared
-  on intelligibility (PocketSphinx) and robustness (hard sentences).
-- ``paper``: the paper's numbers for a GPU cluster: N=100, M=4,000, 100 new per round, 3 rounds, supernet width 64
-  and final width 256, the paper's loss (no guided attention) and learning-rate schedule, 31,250 frames per
-  batch, supernet epochs x pool size per round, free-running DFR on the validation set, 80k final updates, all
-  100 test and 100 hard sentences. Use it with ``--data`` pointing at LJSpeech-1.1.
+- ``default``: what ``python experiments/run.py --task tts`` does on a 2-core CPU box in well under 45 minutes
+  (docs/tts.md "Measured"): the 1,200-utterance eSpeak corpus (1,000 / 100 / 100), the duration-based
+  ``fastspeech`` backbone, a 64-wide supernet on 2 data-parallel CPU replicas, SemiNAS with N=16 seeds, M=4,000
+  pseudo-labels and 2 rounds of 8 (32 architectures scored), then the best architecture and the Transformer-TTS
+  baseline (all layers SA4) trained from scratch for 1,400 steps at width 128 and compared on all 100 test
+  sentences (intelligibility, PocketSphinx) and all 100 hard sentences (robustness).
+- ``paper``: the paper's numbers for a GPU cluster and its autoregressive ``transformer-tts`` backbone: N=100,
+  M=4,000, 100 new per round, 3 rounds, supernet width 64 and final width 256, the paper's loss (no guided
+  attention) and learning-rate schedule, 31,250 frames per batch, supernet epochs x pool size per round,
+  free-running DFR on the validation set, 80k final updates, all 100 test and 100 hard sentences. Use it with
+  ``--data`` pointing at LJSpeech-1.1.
+
+``--backbone`` swaps the model family of any preset; each preset names its model sizes per backbone (``models``).
 
 Every preset keeps the SemiNAS TTS controller of the paper (spec §5): hidden 16, MLP 64, sigmoid output with min-max
 targets, the ImageNet/TTS encoder's sqrt(0.5) residual scaling, step size eta starting at 0.1 and growing by 0.1,
@@ -103,7 +107,7 @@ PRESETS: dict[str, TTSPreset] = {
         final_steps=40, final_batch_size=8, n_eval_test=2, n_eval_hard=2, max_len_ratio=1.2,
         gl_iters=16, n_wav_samples=1, eval_batch_size=2),
     "default": TTSPreset(
-        name="default", description="2-core CPU run of about half an hour: N=16, M=4000, 2 rounds of 8",
+        name="default", description="2-core CPU run (< 45 min): fastspeech, N=16, M=4000, 2 rounds of 8, 1,400 final steps",
         corpus_size=1200, batch_size=16, steps_per_arch=25, min_round_steps=100,
         first_round_steps=200,
         seminas={"n_seed": 16, "n_unlabelled": 4000, "n_per_round": 8, "n_rounds": 2, "top_k": 100},

@@ -1,6 +1,9 @@
-"""The TTS task (``experiments/run.py --task tts``): SemiNAS over the 11^12 Transformer-TTS layer space with a
-weight-sharing supernet on Ray actors, scored by the diagonal focus rate, then a final comparison of the best
-architecture with the Transformer-TTS baseline.
+"""The TTS task (``experiments/run.py --task tts``): SemiNAS over the 11^12 TTS layer space with a weight-sharing
+supernet on Ray actors, then a final comparison of the best architecture with the Transformer-TTS baseline.
+
+Two backbones share the space (``backbones.py``, ``--backbone``): the duration-based ``fastspeech`` (the embedded
+corpus's default; reward: validation loss, lower is better) and the paper's autoregressive ``transformer-tts``
+(reward: diagonal focus rate; the ``paper`` preset and ``--data`` LJSpeech).
 
 Pipeline:
 
@@ -180,6 +183,11 @@ class TTSTask(Task):
         cfg = seminas_config(preset, config_file=settings.config, overrides=list(settings.overrides),
                              budget=settings.budget, exact_schedule=settings.exact_paper_schedule)
         backbone = settings.option("backbone") or preset.backbone
+        if settings.option("backbone") is None and settings.option("data") is not None and backbone == "fastspeech":
+            # the duration-based backbone needs eSpeak's alignment, which only the embedded corpus has
+            backbone = "transformer-tts"
+            print("--data: using --backbone transformer-tts (fastspeech needs the embedded corpus's phoneme "
+                  "durations)", flush=True)
         search_name, final_name = preset.model_names(backbone)
         search_cfg = model_config(search_name, preset.search_overrides, list(settings.option("model_set")))
         final_cfg = model_config(final_name, preset.final_overrides)
