@@ -79,8 +79,10 @@ def eval_opts(data: Any, preset: Any, seed: int, threads: int) -> dict[str, Any]
 
 
 def train_and_measure(data: Any, backbone: str, arch: Any, cfg: Any, checkpoints: list[int], n_test: int,
-                      seed: int, threads: int, preset: Any, label: str, batch_size: int = 16) -> list[dict[str, Any]]:
-    """Train ``arch`` from scratch and measure word accuracy on the test sentences at each step checkpoint."""
+                      seed: int, threads: int, preset: Any, label: str, batch_size: int = 16,
+                      on_row: Any = None) -> list[dict[str, Any]]:
+    """Train ``arch`` from scratch and measure word accuracy on the test sentences at each step checkpoint
+    (``on_row(row)`` is called after each one, e.g. to keep a CSV current)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     bb = get_backbone(backbone)
@@ -104,6 +106,8 @@ def train_and_measure(data: Any, backbone: str, arch: Any, cfg: Any, checkpoints
                      "train_loss": round(res["loss"], 4), "word_accuracy": accuracy,
                      "eval_seconds": round(time.perf_counter() - t0, 1)})
         print(f"{label}: {done} steps ({train_seconds / 60:.1f} min): word accuracy {accuracy:.3f}", flush=True)
+        if on_row is not None:
+            on_row(rows[-1])
         model.train()
     return rows
 
@@ -148,13 +152,16 @@ def main(argv: list[str] | None = None) -> int:
             zero = np.zeros(3, np.float32)
             data.train = [(*it[:4], zero) for it in data.train]
         cfg = model_config(preset.model_names(spec["backbone"])[1], {})
-        rows += train_and_measure(data, spec["backbone"], args.arch, cfg, checkpoints, args.n_test, args.seed,
-                                  args.threads, preset, route)
+        def keep(row: dict[str, Any], refs: dict[str, float] = refs) -> None:  # the CSV stays current
+            row["ground_truth_word_accuracy"] = refs["ground_truth"]
+            row["vocoder_ceiling_word_accuracy"] = refs["vocoder_ceiling"]
+            row["relative_intelligibility"] = row["word_accuracy"] / refs["ground_truth"]
+            rows.append(row)
+            write_csv(out / "tts_routes.csv", rows)
+
+        train_and_measure(data, spec["backbone"], args.arch, cfg, checkpoints, args.n_test, args.seed,
+                          args.threads, preset, route, on_row=keep)
     assert refs is not None
-    for row in rows:
-        row["ground_truth_word_accuracy"] = refs["ground_truth"]
-        row["vocoder_ceiling_word_accuracy"] = refs["vocoder_ceiling"]
-        row["relative_intelligibility"] = row["word_accuracy"] / refs["ground_truth"]
     frame = write_csv(out / "tts_routes.csv", rows)
     print(f"\nground truth word accuracy {refs['ground_truth']:.3f}, vocoder ceiling {refs['vocoder_ceiling']:.3f} "
           f"({args.n_test} test sentences)")

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_out/tts_search_value")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    found = found_arch(args.found)  # before any work: a bad --found is one line
     preset = get_preset("default")
     steps = args.steps or preset.final_steps
     data = prepare_data(None, "low-resource", preset, backbone=args.backbone, progress=False)
@@ -102,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     texts = {"test": [data.test_utts[i].normalized for i in test_idx],
              "hard": [data.hard[i].normalized for i in hard_idx]}
     space = TTSSpace()
-    found = found_arch(args.found)
     jobs = []
     for seed in seeds:
         rng = np.random.default_rng([seed, 18])

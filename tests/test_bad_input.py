@@ -283,7 +283,7 @@ def test_a_zero_frame_synthesis_is_a_failed_sentence_not_a_crash(monkeypatch):
 
     monkeypatch.setattr(evaluation, "synthesize", silent)
     cfg = type("Cfg", (), {"r": 3})()
-    spec = {"chars": [[5, 6, 7, 1], [8, 9, 1]], "gt_frames": [30, 20]}
+    spec = {"inputs": [[5, 6, 7, 1], [8, 9, 1]], "gt_frames": [30, 20]}
     opts = {"eval_batch_size": 2, "max_len_ratio": 2.0, "seed": 0, "separator_ids": [1], "mel_std": 1.0,
             "mel_mean": 0.0, "gl_iters": 2, "n_keep": 1}
     records, kept, wavs = evaluation._synthesize_set("best", "test", spec, None, cfg, opts)

@@ -148,7 +148,7 @@ class ScreenedSemiNAS(SemiNAS[Arch]):
     """SemiNAS whose rounds are predictor-screened proposals (``config.generator`` ``evolution`` or ``random``).
 
     Everything but the round's work is SemiNAS's: the seed round, ask/tell, warm starts, the early end when a round
-    proposes nothing, and the state (plus nothing: the population is re-derived from the tell order)."""
+    proposes nothing, and the state (plus nothing: the population is re-derived from the ask order)."""
 
     def __init__(self, space: SearchSpace[Arch], config: SemiNASConfig | None = None, seed: int = 0,
                  pseudo_labeler: PseudoLabeler | None = None, budget: int | None = None) -> None:
@@ -162,7 +162,10 @@ class ScreenedSemiNAS(SemiNAS[Arch]):
         if not self.needs_work():
             raise RuntimeError("no controller round is due")
         archs = {k: a for k, (a, _) in self._observed.items()} | self._asked
-        keys = list(self._labelled)  # observed and told labels in the order they arrived (failed ones are not)
+        # observed labels, then told ones in *ask* order (failed ones are not labels): the order must not depend on
+        # which of several concurrent trials finished first, or a Tune run would differ from the same search run
+        # sequentially (the population's ageing and the controller's batches follow this order)
+        keys = [k for k in self._observed if k in self._labelled] + [k for k in self._asked if k in self._labelled]
         n_new = round_size(self.config, len(keys), self.budget - self.n_asked)
         population = list(range(max(0, len(keys) - self.config.screen.population_size), len(keys)))
         return ScreenWork(

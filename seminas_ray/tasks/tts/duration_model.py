@@ -36,18 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seminas_ray.spaces.tts import OP_TOKENS
-from seminas_ray.spaces.tts import TTSArch
-from seminas_ray.spaces.tts import TTSSpace
 from seminas_ray.tasks.tts import phonemes as tts_phonemes
 from seminas_ray.tasks.tts.model import LayerChoice
 from seminas_ray.tasks.tts.model import Postnet
+from seminas_ray.tasks.tts.model import SearchableLayers
 from seminas_ray.tasks.tts.model import TTSModelConfig
 from seminas_ray.tasks.tts.model import _zero_pad
-from seminas_ray.tasks.tts.model import arch_tokens
+from seminas_ray.tasks.tts.model import child_choices
 from seminas_ray.tasks.tts.model import lengths_to_padding
-from seminas_ray.tasks.tts.model import path_parameter_names
 from seminas_ray.tasks.tts.model import sinusoid_table
+from seminas_ray.tasks.tts.model import supernet_choices
 
 STYLE_DIM = 3  # speed, pitch, word gap (normalised; 0 = the corpus mean)
 
@@ -109,7 +107,7 @@ def predicted_durations(log_duration: torch.Tensor, padding: torch.Tensor, speed
     return frames
 
 
-class DurationTTSNet(nn.Module):
+class DurationTTSNet(SearchableLayers, nn.Module):
     """The duration-based model holding candidate ops per layer (see the module docstring)."""
 
     def __init__(self, cfg: TTSModelConfig, enc_choices: Sequence[Sequence[int]],
@@ -131,19 +129,6 @@ class DurationTTSNet(nn.Module):
         self.dec_norm = nn.LayerNorm(c)
         self.mel_proj = nn.Linear(c, cfg.n_mels)
         self.postnet = Postnet(cfg) if cfg.postnet_layers else None
-
-    def default_arch(self) -> TTSArch | None:
-        return None
-
-    def _resolve(self, arch: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        if arch is None:
-            arch = self.default_arch()
-            if arch is None:
-                raise ValueError("the supernet needs an arch for every forward call")
-        enc, dec = arch_tokens(arch)
-        if len(enc) != len(self.encoder) or len(dec) != len(self.decoder):
-            raise ValueError(f"arch has {len(enc)}+{len(dec)} layers, model {len(self.encoder)}+{len(self.decoder)}")
-        return enc, dec
 
     def forward(self, phonemes: torch.Tensor, stress: torch.Tensor, text_lens: torch.Tensor,
                 style: torch.Tensor | None = None, durations: torch.Tensor | None = None, arch: Any = None,
@@ -176,28 +161,20 @@ class DurationTTSNet(nn.Module):
         return DurationOutput(mel=mel, mel_post=mel_post, log_duration=log_duration, durations=used,
                               frame_lens=frame_lens)
 
-    def path_parameter_names(self, arch: Any) -> set[str]:
-        """Names of the parameters one forward along ``arch`` uses (shared parts + the chosen ops)."""
-        enc, dec = self._resolve(arch)
-        return path_parameter_names(self, enc, dec)
-
-
 class DurationSupernet(DurationTTSNet):
     """Weight-sharing supernet: all 11 ops in each of the 6 encoder and 6 decoder layers; one path per call."""
 
     def __init__(self, cfg: TTSModelConfig, n_encoder: int = 6, n_decoder: int = 6) -> None:
-        super().__init__(cfg, [OP_TOKENS] * n_encoder, [OP_TOKENS] * n_decoder)
+        super().__init__(cfg, *supernet_choices(n_encoder, n_decoder))
 
 
 class DurationChild(DurationTTSNet):
     """A standalone duration-based model holding only ``arch``'s ops."""
 
     def __init__(self, arch: Any, cfg: TTSModelConfig) -> None:
-        self.arch = TTSSpace.coerce(arch)
-        super().__init__(cfg, [(t,) for t in self.arch.encoder], [(t,) for t in self.arch.decoder])
-
-    def default_arch(self) -> TTSArch:
-        return self.arch
+        arch, enc, dec = child_choices(arch)
+        super().__init__(cfg, enc, dec)
+        self.arch = arch
 
 
 __all__ = ["STYLE_DIM", "DurationChild", "DurationOutput", "DurationPredictor", "DurationSupernet",

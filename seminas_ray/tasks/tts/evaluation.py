@@ -55,6 +55,7 @@ from seminas_ray.tasks.tts.training import word_spans
 from seminas_ray.utils.progress import progress_bar
 
 BASELINE_NAME = "Transformer-TTS (baseline)"
+MIN_VOCODER_FRAMES = 8  # Griffin-Lim's reflect padding (n_fft / 2 = 512 samples) needs more than 2 hops of signal
 BEST_NAME = "SemiNAS best"
 
 
@@ -178,8 +179,10 @@ def _synthesize_set_aligned(name: str, set_name: str, spec: dict[str, Any], mode
         for row, i in enumerate(idx):
             frames = min(int(out.frame_lens[row]), cap)
             mel = out.mel_post[row, :frames].cpu().numpy().T * opts["mel_std"] + opts["mel_mean"]
-            wav = mel_to_wav(mel, n_iter=int(opts["gl_iters"]), seed=int(opts["seed"])).numpy() if frames > 1 \
-                else np.zeros(256, np.float32)
+            # Griffin-Lim's STFT needs a few frames: a barely trained model's very short output gets silence appended
+            voc = mel if frames >= MIN_VOCODER_FRAMES else np.pad(
+                mel, ((0, 0), (0, MIN_VOCODER_FRAMES - frames)), constant_values=float(np.log(1e-5)))
+            wav = mel_to_wav(voc, n_iter=int(opts["gl_iters"]), seed=int(opts["seed"])).numpy()
             wavs.append(wav)
             records.append({"frames": frames, "gt_frames": gt_frames[i], "stop_fired": True,
                             "length_ratio": frames / max(gt_frames[i], 1), "n_skipped": 0, "repeats": 0,

@@ -536,7 +536,46 @@ def lengths_to_padding(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
 
 
-class TTSNet(nn.Module):
+class SearchableLayers:
+    """Arch handling shared by both backbones' models: ``self.encoder`` / ``self.decoder`` are lists of
+    :class:`LayerChoice`; a child sets ``self.arch`` (its own architecture), a supernet leaves it ``None``."""
+
+    arch: TTSArch | None = None
+    encoder: nn.ModuleList
+    decoder: nn.ModuleList
+
+    def default_arch(self) -> TTSArch | None:
+        """The arch to run when ``forward`` gets none (a child's own arch; ``None`` for the supernet)."""
+        return self.arch
+
+    def _resolve(self, arch: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        if arch is None:
+            arch = self.default_arch()
+            if arch is None:
+                raise ValueError("the supernet needs an arch for every forward call")
+        enc, dec = arch_tokens(arch)
+        if len(enc) != len(self.encoder) or len(dec) != len(self.decoder):
+            raise ValueError(f"arch has {len(enc)}+{len(dec)} layers, model {len(self.encoder)}+{len(self.decoder)}")
+        return enc, dec
+
+    def path_parameter_names(self, arch: Any) -> set[str]:
+        """Names of the parameters one forward along ``arch`` uses (shared parts + the chosen ops)."""
+        enc, dec = self._resolve(arch)
+        return path_parameter_names(self, enc, dec)  # type: ignore[arg-type]
+
+
+def supernet_choices(n_encoder: int = 6, n_decoder: int = 6) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Every op in every layer: the supernet's candidate lists."""
+    return [OP_TOKENS] * n_encoder, [OP_TOKENS] * n_decoder
+
+
+def child_choices(arch: Any) -> tuple[TTSArch, list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """A child's arch and its one-op candidate lists."""
+    a = TTSSpace.coerce(arch)
+    return a, [(t,) for t in a.encoder], [(t,) for t in a.decoder]
+
+
+class TTSNet(SearchableLayers, nn.Module):
     """The model, holding candidate ops ``enc_choices[i]`` / ``dec_choices[i]`` per layer (see module docstring)."""
 
     def __init__(
@@ -560,21 +599,6 @@ class TTSNet(nn.Module):
         self.mel_proj = nn.Linear(c, cfg.n_mels * cfg.r)
         self.stop_proj = nn.Linear(c, cfg.r)
         self.postnet = Postnet(cfg) if cfg.postnet_layers else None
-
-    # -- arch handling -------------------------------------------------------------------------------------
-    def default_arch(self) -> TTSArch | None:
-        """The arch to run when ``forward`` gets none (a child's own arch; ``None`` for the supernet)."""
-        return None
-
-    def _resolve(self, arch: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        if arch is None:
-            arch = self.default_arch()
-            if arch is None:
-                raise ValueError("the supernet needs an arch for every forward call")
-        enc, dec = arch_tokens(arch)
-        if len(enc) != len(self.encoder) or len(dec) != len(self.decoder):
-            raise ValueError(f"arch has {len(enc)}+{len(dec)} layers, model {len(self.encoder)}+{len(self.decoder)}")
-        return enc, dec
 
     # -- forward pieces ----------------------------------------------------------------------------------
     def encode(
@@ -632,11 +656,6 @@ class TTSNet(nn.Module):
         mel, stop, attns = self.decode(memory, padding, decoder_inputs(mels, self.cfg.r), arch)
         return TTSOutput(mel=mel, mel_post=self.apply_postnet(mel), stop_logits=stop, attn=attns)
 
-    # -- parameter bookkeeping ---------------------------------------------------------------------------
-    def path_parameter_names(self, arch: Any) -> set[str]:
-        """Names of the parameters one forward along ``arch`` uses (shared parts + the chosen ops)."""
-        enc, dec = self._resolve(arch)
-        return path_parameter_names(self, enc, dec)
 
 
 def path_parameter_names(model: nn.Module, enc: Sequence[int], dec: Sequence[int]) -> set[str]:
@@ -652,18 +671,16 @@ class Supernet(TTSNet):
     """Weight-sharing supernet: all 11 ops in each of the 6 encoder and 6 decoder layers; one path per call."""
 
     def __init__(self, cfg: TTSModelConfig, n_encoder: int = 6, n_decoder: int = 6) -> None:
-        super().__init__(cfg, [OP_TOKENS] * n_encoder, [OP_TOKENS] * n_decoder)
+        super().__init__(cfg, *supernet_choices(n_encoder, n_decoder))
 
 
 class ChildModel(TTSNet):
     """A standalone model holding only ``arch``'s ops (final training of the best arch and of the baseline)."""
 
     def __init__(self, arch: Any, cfg: TTSModelConfig) -> None:
-        self.arch = TTSSpace.coerce(arch)
-        super().__init__(cfg, [(t,) for t in self.arch.encoder], [(t,) for t in self.arch.decoder])
-
-    def default_arch(self) -> TTSArch:
-        return self.arch
+        arch, enc, dec = child_choices(arch)
+        super().__init__(cfg, enc, dec)
+        self.arch = arch
 
     @classmethod
     def from_supernet(cls, supernet: TTSNet, arch: Any, cfg: TTSModelConfig | None = None) -> "ChildModel":
@@ -703,6 +720,9 @@ __all__ = [
     "decoder_inputs",
     "lengths_to_padding",
     "op_key",
+    "SearchableLayers",
+    "child_choices",
     "path_parameter_names",
     "preset",
+    "supernet_choices",
 ]
