@@ -139,8 +139,8 @@ class TTSModelConfig:
 #: * ``paper_search`` / ``paper_final``: the paper's widths (64 during search, 256 for final training), FFN kernel 9,
 #:   MSE loss, no guided attention, and the paper's schedule (scale 2, 4000 warm-up steps) — for GPUs.
 #: * ``fs_*``: the same roles for the duration-based backbone (``duration_model.py``; ``r`` = 1, no stop token or
-#:   attention). ``fs_final`` (width 128, 5-layer 256-channel postnet, peak rate ~1e-3 after 500 steps) reached 0.80
-#:   of the ground truth's word accuracy after ~800 steps and 0.97 after ~1,900 (2 threads; benchmarks/tts_routes.py).
+#:   attention). ``fs_final``: width 128, 5-layer 256-channel postnet, peak rate ~1e-3 after 500 steps; its word
+#:   accuracy vs training steps is measured by benchmarks/tts_routes.py (docs/tts.md).
 #:
 #: Learning rates: peak ``lr_scale * warmup^-0.5 * hidden^-0.5`` is 2.2e-3 (default), 3.5e-3 (smoke),
 #: 1.4e-3 (final_cpu), 3.9e-3 / 2e-3 (paper search / final).
