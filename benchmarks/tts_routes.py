@@ -41,6 +41,7 @@ from seminas_ray.tasks.tts import asr as tts_asr  # noqa: E402
 from seminas_ray.tasks.tts.backbones import get_backbone  # noqa: E402
 from seminas_ray.tasks.tts.data import prepare_data  # noqa: E402
 from seminas_ray.tasks.tts.evaluation import recognise  # noqa: E402
+from seminas_ray.tasks.tts.evaluation import shuffled_epochs  # noqa: E402
 from seminas_ray.tasks.tts.evaluation import synthesize_set  # noqa: E402
 from seminas_ray.tasks.tts.presets import get_preset  # noqa: E402
 from seminas_ray.tasks.tts.task import model_config  # noqa: E402
@@ -55,13 +56,6 @@ ROUTES: dict[str, dict[str, Any]] = {
     "fs-phonemes": {"backbone": "fastspeech", "style": False},
     "fs-style": {"backbone": "fastspeech", "style": True},
 }
-
-
-def _epochs(batches: list[Any], seed: int) -> Any:
-    rng = np.random.default_rng([seed, 11])
-    while True:
-        for j in rng.permutation(len(batches)):
-            yield batches[int(j)]
 
 
 def test_set(data: Any, backbone: str, n_test: int) -> dict[str, Any]:
@@ -90,7 +84,7 @@ def train_and_measure(data: Any, backbone: str, arch: Any, cfg: Any, checkpoints
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     batches = bb.batches(data.train, cfg, batch_size=batch_size, max_frames=None, rng=np.random.default_rng(seed))
-    it = _epochs(batches, seed)
+    it = shuffled_epochs(batches, seed)
     spec, opts = test_set(data, backbone, n_test), eval_opts(data, preset, seed, threads)
     texts = [u.normalized for u in data.test_utts[:n_test]]
     done, train_seconds, rows = 0, 0.0, []

@@ -50,10 +50,9 @@ class Backbone:
 
     def batches(self, items: Sequence[Any], cfg: TTSModelConfig, batch_size: int | None, max_frames: int | None,
                 rng: np.random.Generator | None = None) -> list[Batch]:
-        """Length-bucketed batches of ``items`` (shuffled batch order with ``rng``)."""
-        if self.name == "fastspeech":
-            return dt.duration_batches(items, batch_size, max_frames, rng)
-        return ar.make_batches(items, cfg.r, batch_size=batch_size, max_frames=max_frames, rng=rng)
+        """Length-bucketed batches of ``items`` (shuffled batch order with ``rng``), padded by ``self.collate``."""
+        return ar.make_batches(items, cfg.r, batch_size=batch_size, max_frames=max_frames, rng=rng,
+                               collate_fn=self.collate)
 
     def score(self, model: torch.nn.Module, archs: Sequence[Any], valid_batches: Sequence[Batch],
               cfg: TTSModelConfig, seed: int = 0, mode: str = "teacher_forced",

@@ -25,10 +25,10 @@ from seminas_ray.tasks.tts.duration_model import DurationTTSNet
 from seminas_ray.tasks.tts.model import TTSModelConfig
 from seminas_ray.tasks.tts.model import lengths_to_padding
 from seminas_ray.tasks.tts.training import Batch
+from seminas_ray.tasks.tts.training import make_batches
 from seminas_ray.tasks.tts.training import model_device
 from seminas_ray.tasks.tts.training import seeded
 from seminas_ray.tasks.tts.training import to_device
-from seminas_ray.utils.batching import batch_plan
 
 
 def collate_aligned(items: Sequence[tuple[Any, ...]], r: int = 1, n_mels: int | None = None) -> Batch:
@@ -150,15 +150,8 @@ def synthesize_aligned(model: DurationTTSNet, arch: Any, batch: Batch, style: to
 
 def duration_batches(items: Sequence[tuple[Any, ...]], batch_size: int | None = 16, max_frames: int | None = None,
                      rng: np.random.Generator | None = None) -> list[Batch]:
-    """Length-bucketed aligned batches (as ``training.make_batches``: sorted by frames, order shuffled by ``rng``)."""
-    if batch_size is None and max_frames is None:
-        raise ValueError("duration_batches needs batch_size or max_frames")
-    lengths = [len(it[1]) for it in items]
-    order = sorted(range(len(items)), key=lambda i: (lengths[i], len(items[i][0]), i))
-    groups = batch_plan(lengths, batch_size, max_frames, order=order)
-    if rng is not None:
-        groups = [groups[j] for j in rng.permutation(len(groups))]
-    return [collate_aligned([items[i] for i in g]) for g in groups]
+    """Length-bucketed aligned batches (``training.make_batches`` with :func:`collate_aligned`)."""
+    return make_batches(items, 1, batch_size=batch_size, max_frames=max_frames, rng=rng, collate_fn=collate_aligned)
 
 
 def style_vector(speed: float, pitch: float, word_gap: float) -> np.ndarray:

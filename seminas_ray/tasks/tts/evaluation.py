@@ -62,7 +62,7 @@ BEST_NAME = "SemiNAS best"
 # ------------------------------------------------------------------------------------------------------------
 # Work done in the Ray tasks
 # ------------------------------------------------------------------------------------------------------------
-def _epochs(batches: list[Any], seed: int) -> Any:
+def shuffled_epochs(batches: list[Any], seed: int) -> Any:
     """Endless batch iterator, reshuffled every pass (a list given to ``train_steps`` would restart each call)."""
     rng = np.random.default_rng([seed, 11])
     while True:
@@ -120,7 +120,7 @@ def _train_final(name: str, model: Any, cfg: TTSModelConfig, backbone: Any, trai
     scheduler = make_scheduler(optimizer, cfg)
     batches = backbone.batches(unpack_items(train), cfg, batch_size=opts["batch_size"],
                                max_frames=opts["max_frames"], rng=np.random.default_rng(int(opts["seed"])))
-    it = _epochs(batches, int(opts["seed"]))
+    it = shuffled_epochs(batches, int(opts["seed"]))
     steps = int(opts["steps"])
     bar = progress_bar(steps, f"final training: {name}")
     sums: dict[str, float] = {}
@@ -723,4 +723,4 @@ def reading(report: dict[str, Any]) -> str:
 
 
 __all__ = ["BASELINE_NAME", "BEST_NAME", "eval_indices", "final_evaluation", "render_markdown", "system_metrics",
-           "recognise", "summary", "synthesize_set", "train_and_synthesize", "transcribe_ground_truth", "write_report"]
+           "recognise", "shuffled_epochs", "summary", "synthesize_set", "train_and_synthesize", "transcribe_ground_truth", "write_report"]

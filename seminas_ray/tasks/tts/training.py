@@ -103,8 +103,12 @@ def make_batches(
     batch_size: int | None = 16,
     max_frames: int | None = None,
     rng: np.random.Generator | None = None,
+    collate_fn: Callable[..., Batch] | None = None,
 ) -> list[Batch]:
     """Length-bucketed batches: sort by mel length, cut into batches, shuffle the batch order with ``rng``.
+
+    Items are ``(tokens, mel, ...)``; ``collate_fn(items, r)`` (default :func:`collate`) pads one batch, so the
+    duration-based backbone's aligned items batch the same way.
 
     A batch closes at ``batch_size`` utterances or when its padded size ``B * Tmax`` would exceed ``max_frames``
     (the paper's "max tokens per batch"), whichever comes first; at least one of the two must be given.
@@ -112,12 +116,13 @@ def make_batches(
     """
     if batch_size is None and max_frames is None:
         raise ValueError("make_batches needs batch_size or max_frames")
-    lengths = [len(mel) for _, mel in items]
+    lengths = [len(item[1]) for item in items]
     order = sorted(range(len(items)), key=lambda i: (lengths[i], len(items[i][0]), i))
     groups = batch_plan(lengths, batch_size, max_frames, order=order)
     if rng is not None:
         groups = [groups[j] for j in rng.permutation(len(groups))]
-    return [collate([items[i] for i in g], r) for g in groups]
+    pad = collate_fn or collate
+    return [pad([items[i] for i in g], r) for g in groups]
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
