@@ -14,7 +14,14 @@ ground-truth recordings) and the hard-sentence error rate (``asr.robustness_erro
 errors for the duration-based backbone, plus stop and attention for the autoregressive one). The table gives the
 mean over seeds with a 95 % bootstrap interval (2,000 seeded resamples of the per-sentence results of all seeds).
 Trainings run ``--workers`` at a time, one thread each. Writes ``DIR/tts_search_value.csv`` (one row per system and
-seed) and ``DIR/tts_search_value_summary.csv``.
+seed) and ``DIR/tts_search_value_summary.csv`` after every training; rerunning the same command into the same folder
+resumes (``DIR/tts_search_value_records.json`` keeps the per-sentence results).
+
+**Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a default-preset
+results folder, every trained architecture is also scored on that run's final shared weights
+(``supernet/supernet_state.npz``) with the search's reward, and ``DIR/tts_search_value_rank_agreement.json`` holds the
+Kendall tau (per seed) between that reward and the stand-alone relative intelligibility, hard-sentence error rate and
+validation loss (signs aligned: a positive tau means the supernet orders the architectures as training them does).
 
     python benchmarks/tts_search_value.py --found results/tts_default --seeds 0,1,2 --out bench_out/tts_search_value
     python benchmarks/tts_search_value.py --found "2 9 11 1 8 3 | 10 4 2 11 9 1" --seeds 0 --n-random 1 --steps 100 \\
@@ -36,6 +43,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from seminas_ray.reporting import write_csv  # noqa: E402
+from seminas_ray.reporting import write_json  # noqa: E402
 from seminas_ray.spaces.tts import TRANSFORMER_TTS_ARCH  # noqa: E402
 from seminas_ray.spaces.tts import TTSSpace  # noqa: E402
 from seminas_ray.tasks.tts import asr as tts_asr  # noqa: E402
@@ -71,6 +79,95 @@ def bootstrap_mean_ci(values: list[float], seed: int = 0, n: int = 2000) -> tupl
     return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+SUPERNET_STATE = Path("supernet") / "supernet_state.npz"
+
+
+def supernet_scores(run_dir: Path, backbone: str, keys: list[str], data: Any) -> dict[str, float]:
+    """Each architecture's search reward on the final shared weights of a default-preset TTS run (its
+    ``supernet/supernet_state.npz``), scored exactly as the search scores (one in-process replica)."""
+    from seminas_ray.distributed.supernet_actor import SupernetWorker
+    from seminas_ray.tasks.tts.backbones import get_backbone
+    from seminas_ray.tasks.tts.supernet_backend import TTSSupernetBackend
+    from seminas_ray.utils.state_io import load_state
+
+    report = json.loads((run_dir / "report.json").read_text())
+    if report.get("preset") != "default" or report.get("backbone") != backbone:
+        raise SystemExit(f"--supernet {run_dir}: a run of preset {report.get('preset')!r}, backbone "
+                         f"{report.get('backbone')!r}; the correlation needs a default-preset {backbone} run")
+    preset = get_preset("default")
+    search_cfg = model_config(preset.model_names(backbone)[0], {})
+    backend = TTSSupernetBackend(search_cfg.to_dict(), pack_items(data.train), pack_items(data.valid),
+                                 batch_size=preset.batch_size, max_frames=preset.max_frames,
+                                 score_mode=preset.score_mode, separator_ids=separator_ids())
+    worker = SupernetWorker(0, 1, backend, seed=int(report.get("seed", 0)), threads=2)
+    worker.set_state(load_state(run_dir / SUPERNET_STATE)["supernet"])
+    reward = get_backbone(backbone).reward
+    return {k: float(s[reward]) for k, s in zip(keys, worker.score(keys))}
+
+
+def rank_agreement(rows: list[dict[str, Any]], scores: dict[str, float]) -> dict[str, Any]:
+    """Kendall tau between the supernet reward and stand-alone quality over the trained architectures (a reward
+    where lower is better is negated, so a positive tau always means "the supernet ranks like stand-alone")."""
+    from scipy.stats import kendalltau
+
+    from seminas_ray.tasks.tts.backbones import get_backbone
+
+    out: dict[str, Any] = {}
+    for seed in sorted({r["seed"] for r in rows}):
+        members = [r for r in rows if r["seed"] == seed and r["key"] in scores]
+        if len(members) < 3:
+            continue
+        sign = -1.0 if get_backbone(members[0]["backbone"]).mode == "min" else 1.0
+        reward = [sign * scores[r["key"]] for r in members]
+        for target, flip in (("relative_intelligibility", 1.0), ("hard_sentence_error_rate", -1.0),
+                             ("valid_loss", -1.0)):
+            res = kendalltau(reward, [flip * r[target] for r in members])
+            out[f"seed{seed}_tau_vs_{target}"] = round(float(res.statistic), 3)
+            out[f"seed{seed}_p_vs_{target}"] = round(float(res.pvalue), 3)
+        out[f"seed{seed}_n_archs"] = len(members)
+    return out
+
+
+def summarize(rows: list[dict[str, Any]], seeds: list[int], gt_acc: float) -> list[dict[str, Any]]:
+    """Per system: mean over seeds (the random system: per seed, the member with the median relative
+    intelligibility) with 95 % bootstrap intervals over the per-sentence results."""
+    summary = []
+    for system in ("found", "baseline", "random"):
+        picked = []
+        for seed in seeds:
+            members = sorted((r for r in rows if r["system"] == system and r["seed"] == seed),
+                             key=lambda r: r["relative_intelligibility"])
+            if members:
+                picked.append(members[len(members) // 2])
+        if not picked:
+            continue
+        rel = bootstrap_mean_ci([a / gt_acc for r in picked for a in r["_test_acc"]])
+        hard = bootstrap_mean_ci([e for r in picked for e in r["_hard_err"]])
+        summary.append({"system": system, "seeds": len(picked),
+                        "members": len({r["member"] for r in rows if r["system"] == system}),
+                        "relative_intelligibility": float(np.mean([r["relative_intelligibility"] for r in picked])),
+                        "relative_intelligibility_ci_low": rel[1], "relative_intelligibility_ci_high": rel[2],
+                        "hard_sentence_error_rate": float(np.mean([r["hard_sentence_error_rate"] for r in picked])),
+                        "hard_error_ci_low": hard[1], "hard_error_ci_high": hard[2],
+                        "params_mean": float(np.mean([r["params"] for r in picked]))})
+    return summary
+
+
+def load_done(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of an earlier, interrupted run into the same folder with the same settings (resume)."""
+    if not path.is_file():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+        rows, old = list(saved["rows"]), dict(saved["settings"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not a search-value records file ({err}); move it away or pick another --out")
+    if old != settings:
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        raise SystemExit(f"{path}: an earlier run with other settings ({', '.join(diff)}); pick another --out")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--found", required=True, help="the searched architecture, or a TTS results folder")
@@ -81,12 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test", type=int, default=None, help="test sentences (default: all 100)")
     parser.add_argument("--n-hard", type=int, default=None, help="hard sentences (default: all 100)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--supernet", default=None,
+                        help="a default-preset TTS results folder whose final supernet scores every trained "
+                             "architecture (Kendall tau of search reward vs stand-alone quality); default: --found "
+                             "when it is such a folder")
     parser.add_argument("--out", default="bench_out/tts_search_value")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     found = found_arch(args.found)  # before any work: a bad --found is one line
+    supernet_dir = Path(args.supernet) if args.supernet else (
+        Path(args.found) if (Path(args.found) / SUPERNET_STATE).is_file() else None)
+    if supernet_dir is not None and not (supernet_dir / SUPERNET_STATE).is_file():
+        raise SystemExit(f"--supernet {supernet_dir}: no {SUPERNET_STATE} there (expected a TTS results folder)")
     preset = get_preset("default")
     steps = args.steps or preset.final_steps
+    out = Path(args.out)
+    records_path = out / "tts_search_value_records.json"
+    settings = {"backbone": args.backbone, "steps": steps, "n_test": args.n_test, "n_hard": args.n_hard}
+    rows: list[dict[str, Any]] = load_done(records_path, settings)
     data = prepare_data(None, "low-resource", preset, backbone=args.backbone, progress=False)
     cfg = model_config(preset.model_names(args.backbone)[1], {})
     test_idx = eval_indices(len(data.test), args.n_test)
@@ -110,15 +219,25 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(("baseline", str(TRANSFORMER_TTS_ARCH), seed))
         for k in range(args.n_random):
             jobs.append((f"random-{k}", str(space.sample(rng, 1)[0]), seed))
+    done = {(r["member"], r["key"], r["seed"]) for r in rows}
+    todo = [job for job in jobs if job not in done]
     train, valid = pack_items(data.train), pack_items(data.valid)
-    print(f"{len(jobs)} trainings of {steps} steps ({args.workers} at a time); ground truth first", flush=True)
+    print(f"{len(todo)} trainings of {steps} steps to run ({len(jobs) - len(todo)} done earlier; {args.workers} at "
+          f"a time); ground truth first", flush=True)
     gt = transcribe_ground_truth({"test": [str(data.test_utts[i].wav_path) for i in test_idx],
                                   "hard": [str(data.hard_utts[i].wav_path) for i in hard_idx]}, 0)
     gt_acc = 1.0 - tts_asr.word_error_rate(texts["test"], gt["test"]).wer
-    rows: list[dict[str, Any]] = []
+
+    def write_tables() -> Any:
+        write_json(records_path, {"settings": settings, "rows": rows})
+        write_csv(out / "tts_search_value.csv", [{k: v for k, v in r.items() if not k.startswith("_")}
+                                                  for r in rows])
+        return write_csv(out / "tts_search_value_summary.csv", summarize(rows, seeds, gt_acc))
+
+    out.mkdir(parents=True, exist_ok=True)
     with cf.ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = {}
-        for name, key, seed in jobs:
+        for name, key, seed in todo:
             opts = {"steps": steps, "batch_size": preset.final_batch_size, "max_frames": preset.final_max_frames,
                     "seed": seed, "threads": 1, "device": "cpu", "gl_iters": preset.gl_iters,
                     "max_len_ratio": preset.max_len_ratio, "eval_batch_size": preset.eval_batch_size,
@@ -136,38 +255,28 @@ def main(argv: list[str] | None = None) -> int:
                 gt_frames=[r["gt_frames"] for r in hard], attention_failed=[not r["attention_ok"] for r in hard],
                 hyps=[r["hyp"] for r in hard], gt_hyps=gt["hard"])
             rows.append({"system": name.split("-")[0], "member": name, "key": key, "seed": seed,
-                         "params": res["params"], "word_accuracy": 1.0 - wer.wer,
+                         "backbone": args.backbone, "params": res["params"], "word_accuracy": 1.0 - wer.wer,
                          "relative_intelligibility": (1.0 - wer.wer) / gt_acc,
-                         "hard_sentence_error_rate": rob.error_rate, "train_minutes": res["train_seconds"] / 60,
+                         "hard_sentence_error_rate": rob.error_rate, "valid_loss": res["valid_loss"],
+                         "train_minutes": res["train_seconds"] / 60,
                          "_test_acc": [1 - e / max(n, 1) for e, n in zip(wer.errors, wer.ref_words)],
                          "_hard_err": [float(e) for e in rob.errors]})
+            write_tables()  # after every training: an interrupted run keeps what it measured and resumes
             print(f"{name} seed {seed}: relative intelligibility {rows[-1]['relative_intelligibility']:.3f}, "
-                  f"hard errors {rob.error_rate:.2f}", flush=True)
-    # the random system: per seed, the member with the median relative intelligibility
-    summary = []
-    for system in ("found", "baseline", "random"):
-        picked = []
-        for seed in seeds:
-            members = sorted((r for r in rows if r["system"] == system and r["seed"] == seed),
-                             key=lambda r: r["relative_intelligibility"])
-            if members:
-                picked.append(members[len(members) // 2])
-        if not picked:
-            continue
-        rel = bootstrap_mean_ci([a / gt_acc for r in picked for a in r["_test_acc"]])
-        hard = bootstrap_mean_ci([e for r in picked for e in r["_hard_err"]])
-        summary.append({"system": system, "seeds": len(picked),
-                        "relative_intelligibility": float(np.mean([r["relative_intelligibility"] for r in picked])),
-                        "relative_intelligibility_ci_low": rel[1], "relative_intelligibility_ci_high": rel[2],
-                        "hard_sentence_error_rate": float(np.mean([r["hard_sentence_error_rate"] for r in picked])),
-                        "hard_error_ci_low": hard[1], "hard_error_ci_high": hard[2],
-                        "params_mean": float(np.mean([r["params"] for r in picked]))})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "tts_search_value.csv", [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
-    frame = write_csv(out / "tts_search_value_summary.csv", summary)
+                  f"hard errors {rob.error_rate:.2f}, stand-alone valid loss {res['valid_loss']:.4f}", flush=True)
+    frame = write_tables()
     print(f"\nground-truth word accuracy {gt_acc:.3f} on {len(test_idx)} test sentences; {len(hard_idx)} hard")
     print(frame.to_string(index=False))
+    if supernet_dir is not None and rows:
+        keys = list(dict.fromkeys(r["key"] for r in rows))
+        scores = supernet_scores(supernet_dir, args.backbone, keys, data)
+        for r in rows:
+            r["supernet_reward"] = scores[r["key"]]
+        agreement = {"supernet": str(supernet_dir), **rank_agreement(rows, scores)}
+        write_tables()
+        write_json(out / "tts_search_value_rank_agreement.json", agreement)
+        print("search reward vs stand-alone (Kendall tau, positive = same order): "
+              + ", ".join(f"{k} {v}" for k, v in agreement.items() if "_tau_" in k or "_p_" in k))
     print(f"wrote {out / 'tts_search_value.csv'} and {out / 'tts_search_value_summary.csv'}")
     return 0
 
