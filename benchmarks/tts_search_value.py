@@ -17,8 +17,7 @@ Trainings run ``--workers`` at a time, one thread each. Writes ``DIR/tts_search_
 seed) and ``DIR/tts_search_value_summary.csv`` after every training; rerunning the same command into the same folder
 resumes (``DIR/tts_search_value_records.json`` keeps the per-sentence results).
 
-**Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a default-preset
-results folder, every trained architecture is also scored on that run's final shared weights
+**Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a results folder, every trained architecture is also scored on that run's final shared weights
 (``supernet/supernet_state.npz``) with the search's reward, and ``DIR/tts_search_value_rank_agreement.json`` holds the
 Kendall tau (per seed) between that reward and the stand-alone relative intelligibility, hard-sentence error rate and
 validation loss (signs aligned: a positive tau means the supernet orders the architectures as training them does).
@@ -83,18 +82,18 @@ SUPERNET_STATE = Path("supernet") / "supernet_state.npz"
 
 
 def supernet_scores(run_dir: Path, backbone: str, keys: list[str], data: Any) -> dict[str, float]:
-    """Each architecture's search reward on the final shared weights of a default-preset TTS run (its
-    ``supernet/supernet_state.npz``), scored exactly as the search scores (one in-process replica)."""
+    """Each architecture's search reward on the final shared weights of a TTS run (its
+    ``supernet/supernet_state.npz``; the supernet of the run's preset), scored as the search scores (one in-process
+    replica) on the validation utterances of ``data``."""
     from seminas_ray.distributed.supernet_actor import SupernetWorker
     from seminas_ray.tasks.tts.backbones import get_backbone
     from seminas_ray.tasks.tts.supernet_backend import TTSSupernetBackend
     from seminas_ray.utils.state_io import load_state
 
     report = json.loads((run_dir / "report.json").read_text())
-    if report.get("preset") != "default" or report.get("backbone") != backbone:
-        raise SystemExit(f"--supernet {run_dir}: a run of preset {report.get('preset')!r}, backbone "
-                         f"{report.get('backbone')!r}; the correlation needs a default-preset {backbone} run")
-    preset = get_preset("default")
+    if report.get("backbone") != backbone:
+        raise SystemExit(f"--supernet {run_dir}: a run of backbone {report.get('backbone')!r}, not {backbone}")
+    preset = get_preset(str(report.get("preset", "default")))
     search_cfg = model_config(preset.model_names(backbone)[0], {})
     backend = TTSSupernetBackend(search_cfg.to_dict(), pack_items(data.train), pack_items(data.valid),
                                  batch_size=preset.batch_size, max_frames=preset.max_frames,
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-hard", type=int, default=None, help="hard sentences (default: all 100)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--supernet", default=None,
-                        help="a default-preset TTS results folder whose final supernet scores every trained "
+                        help="a TTS results folder whose final supernet scores every trained "
                              "architecture (Kendall tau of search reward vs stand-alone quality); default: --found "
                              "when it is such a folder")
     parser.add_argument("--out", default="bench_out/tts_search_value")
@@ -188,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     found = found_arch(args.found)  # before any work: a bad --found is one line
     supernet_dir = Path(args.supernet) if args.supernet else (
         Path(args.found) if (Path(args.found) / SUPERNET_STATE).is_file() else None)
-    if supernet_dir is not None and not (supernet_dir / SUPERNET_STATE).is_file():
-        raise SystemExit(f"--supernet {supernet_dir}: no {SUPERNET_STATE} there (expected a TTS results folder)")
+    if supernet_dir is not None and not all((supernet_dir / f).is_file() for f in (SUPERNET_STATE, "report.json")):
+        raise SystemExit(f"--supernet {supernet_dir}: no {SUPERNET_STATE} and report.json there (expected the "
+                         "folder of a finished TTS run)")
     preset = get_preset("default")
     steps = args.steps or preset.final_steps
     out = Path(args.out)

@@ -2,6 +2,7 @@
 they write is what docs/tts.md quotes at full size."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,18 +31,55 @@ def test_routes_benchmark_measures_word_accuracy_per_checkpoint(tmp_path):
     assert "vocoder ceiling" in proc.stdout
 
 
+def make_run_folder(path: Path, key: str) -> Path:
+    """A finished smoke-preset fastspeech run as the benchmark reads it: report.json and the supernet checkpoint in
+    the coordinator's format (an untrained supernet: its ranking is arbitrary, the plumbing is real)."""
+    from seminas_ray.distributed.supernet_actor import SupernetWorker
+    from seminas_ray.reporting import write_json
+    from seminas_ray.tasks.tts.data import prepare_data
+    from seminas_ray.tasks.tts.packing import pack_items
+    from seminas_ray.tasks.tts.presets import get_preset
+    from seminas_ray.tasks.tts.supernet_backend import TTSSupernetBackend
+    from seminas_ray.tasks.tts.task import model_config
+    from seminas_ray.utils.state_io import save_state
+
+    preset = get_preset("smoke")
+    data = prepare_data(None, "low-resource", preset, backbone="fastspeech", progress=False)
+    cfg = model_config(preset.model_names("fastspeech")[0], {})
+    backend = TTSSupernetBackend(cfg.to_dict(), pack_items(data.train), pack_items(data.valid),
+                                 batch_size=preset.batch_size, max_frames=preset.max_frames)
+    worker = SupernetWorker(0, 1, backend, seed=0)
+    save_state(path / "supernet" / "supernet_state.npz", {"supernet": worker.get_state(), "round": 0})
+    write_json(path / "report.json", {"task": "tts", "preset": "smoke", "backbone": "fastspeech", "seed": 0,
+                                      "search": {"best": {"key": key}}})
+    return path
+
+
 @pytest.mark.slow
-def test_search_value_benchmark_compares_found_baseline_and_random(tmp_path):
-    proc = run("tts_search_value.py", "--found", "2 5 10 10 4 2 | 6 10 4 3 8 10", "--seeds", "0", "--n-random", "1",
-               "--steps", "3", "--n-test", "2", "--n-hard", "1", "--out", str(tmp_path))
+def test_search_value_benchmark_compares_found_baseline_and_random_and_resumes(tmp_path):
+    found = "2 5 10 10 4 2 | 6 10 4 3 8 10"
+    run_dir = make_run_folder(tmp_path / "run", found)
+    args = ["--found", str(run_dir), "--seeds", "0", "--n-random", "1", "--steps", "3", "--n-test", "2",
+            "--n-hard", "1", "--out", str(tmp_path / "out")]
+    proc = run("tts_search_value.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = pd.read_csv(tmp_path / "tts_search_value.csv")
+    rows = pd.read_csv(tmp_path / "out" / "tts_search_value.csv")
     assert sorted(rows["system"]) == ["baseline", "found", "random"]
     assert rows.loc[rows["system"] == "baseline", "key"].item() == "9 9 9 9 9 9 | 9 9 9 9 9 9"
-    summary = pd.read_csv(tmp_path / "tts_search_value_summary.csv")
+    assert rows.loc[rows["system"] == "found", "key"].item() == found  # read from the run's report.json
+    assert rows["supernet_reward"].gt(0).all() and rows["valid_loss"].gt(0).all()
+    summary = pd.read_csv(tmp_path / "out" / "tts_search_value_summary.csv")
     assert list(summary["system"]) == ["found", "baseline", "random"]
     assert (summary["relative_intelligibility_ci_low"] <= summary["relative_intelligibility_ci_high"]).all()
     assert summary["hard_sentence_error_rate"].between(0, 1).all()
+    agreement = json.loads((tmp_path / "out" / "tts_search_value_rank_agreement.json").read_text())
+    assert agreement["seed0_n_archs"] == 3 and -1.0 <= agreement["seed0_tau_vs_valid_loss"] <= 1.0
+    # the same command again trains nothing; other settings into the same folder are refused in one line
+    again = run("tts_search_value.py", *args)
+    assert again.returncode == 0 and "0 trainings of 3 steps to run (3 done earlier" in again.stdout
+    assert len(pd.read_csv(tmp_path / "out" / "tts_search_value.csv")) == 3
+    other = run("tts_search_value.py", *args[:-2], "--steps", "4", "--out", str(tmp_path / "out"))
+    assert other.returncode != 0 and "other settings (steps)" in other.stderr
 
 
 def test_search_value_refuses_a_folder_without_a_report(tmp_path):
