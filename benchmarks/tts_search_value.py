@@ -18,9 +18,10 @@ seed) and ``DIR/tts_search_value_summary.csv`` after every training; rerunning t
 resumes (``DIR/tts_search_value_records.json`` keeps the per-sentence results).
 
 **Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a results folder, every trained architecture is also scored on that run's final shared weights
-(``supernet/supernet_state.npz``) with the search's reward, and ``DIR/tts_search_value_rank_agreement.json`` holds the
-Kendall tau (per seed) between that reward and the stand-alone relative intelligibility, hard-sentence error rate and
-validation loss (signs aligned: a positive tau means the supernet orders the architectures as training them does).
+(``supernet/supernet_state.npz``) with the search's reward (and the backbone's other validation terms), and
+``DIR/tts_search_value_rank_agreement.csv`` holds the Kendall tau (per seed) between each of them and the stand-alone
+relative intelligibility, hard-sentence error rate and validation loss (signs aligned: a positive tau means the
+supernet orders the architectures as training them does).
 
     python benchmarks/tts_search_value.py --found results/tts_default --seeds 0,1,2 --out bench_out/tts_search_value
     python benchmarks/tts_search_value.py --found "2 9 11 1 8 3 | 10 4 2 11 9 1" --seeds 0 --n-random 1 --steps 100 \\
@@ -81,12 +82,11 @@ def bootstrap_mean_ci(values: list[float], seed: int = 0, n: int = 2000) -> tupl
 SUPERNET_STATE = Path("supernet") / "supernet_state.npz"
 
 
-def supernet_scores(run_dir: Path, backbone: str, keys: list[str], data: Any) -> dict[str, float]:
-    """Each architecture's search reward on the final shared weights of a TTS run (its
-    ``supernet/supernet_state.npz``; the supernet of the run's preset), scored as the search scores (one in-process
-    replica) on the validation utterances of ``data``."""
+def supernet_scores(run_dir: Path, backbone: str, keys: list[str], data: Any) -> dict[str, dict[str, float]]:
+    """Each architecture's scores on the final shared weights of a TTS run (its ``supernet/supernet_state.npz``; the
+    supernet of the run's preset), computed as the search computes its reward (one in-process replica) on the
+    validation utterances of ``data``: the reward and the backbone's other validation terms."""
     from seminas_ray.distributed.supernet_actor import SupernetWorker
-    from seminas_ray.tasks.tts.backbones import get_backbone
     from seminas_ray.tasks.tts.supernet_backend import TTSSupernetBackend
     from seminas_ray.utils.state_io import load_state
 
@@ -100,30 +100,39 @@ def supernet_scores(run_dir: Path, backbone: str, keys: list[str], data: Any) ->
                                  score_mode=preset.score_mode, separator_ids=separator_ids())
     worker = SupernetWorker(0, 1, backend, seed=int(report.get("seed", 0)), threads=2)
     worker.set_state(load_state(run_dir / SUPERNET_STATE)["supernet"])
-    reward = get_backbone(backbone).reward
-    return {k: float(s[reward]) for k, s in zip(keys, worker.score(keys))}
+    return {k: {name: float(v) for name, v in s.items() if isinstance(v, (int, float))}
+            for k, s in zip(keys, worker.score(keys))}
 
 
-def rank_agreement(rows: list[dict[str, Any]], scores: dict[str, float]) -> dict[str, Any]:
-    """Kendall tau between the supernet reward and stand-alone quality over the trained architectures (a reward
-    where lower is better is negated, so a positive tau always means "the supernet ranks like stand-alone")."""
+# stand-alone quality measures, each with the sign that makes "higher = better"
+STANDALONE = (("relative_intelligibility", 1.0), ("hard_sentence_error_rate", -1.0), ("valid_loss", -1.0))
+
+
+def rank_agreement(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Kendall tau, per seed, between each supernet score (the search reward first; loss-like scores negated) and
+    each stand-alone quality measure (error-like ones negated): a positive tau means the supernet orders the
+    architectures as training them on their own does. One row per (seed, supernet score, stand-alone measure)."""
     from scipy.stats import kendalltau
 
     from seminas_ray.tasks.tts.backbones import get_backbone
 
-    out: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
     for seed in sorted({r["seed"] for r in rows}):
         members = [r for r in rows if r["seed"] == seed and r["key"] in scores]
         if len(members) < 3:
             continue
-        sign = -1.0 if get_backbone(members[0]["backbone"]).mode == "min" else 1.0
-        reward = [sign * scores[r["key"]] for r in members]
-        for target, flip in (("relative_intelligibility", 1.0), ("hard_sentence_error_rate", -1.0),
-                             ("valid_loss", -1.0)):
-            res = kendalltau(reward, [flip * r[target] for r in members])
-            out[f"seed{seed}_tau_vs_{target}"] = round(float(res.statistic), 3)
-            out[f"seed{seed}_p_vs_{target}"] = round(float(res.pvalue), 3)
-        out[f"seed{seed}_n_archs"] = len(members)
+        backbone = get_backbone(members[0]["backbone"])
+        names = [backbone.reward] + sorted(n for n in scores[members[0]["key"]]
+                                           if n != backbone.reward and n.startswith("valid_"))
+        for name in names:
+            # every supernet term of the fastspeech backbone is a loss; the transformer-tts reward (dfr) is not
+            sign = 1.0 if name == backbone.reward and backbone.mode == "max" else -1.0
+            supernet = [sign * scores[r["key"]][name] for r in members]
+            for target, flip in STANDALONE:
+                res = kendalltau(supernet, [flip * r[target] for r in members])
+                out.append({"seed": seed, "supernet_score": name, "is_search_reward": name == backbone.reward,
+                            "standalone": target, "kendall_tau": float(res.statistic), "p_value": float(res.pvalue),
+                            "n_archs": len(members)})
     return out
 
 
@@ -223,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [job for job in jobs if job not in done]
     train, valid = pack_items(data.train), pack_items(data.valid)
     print(f"{len(todo)} trainings of {steps} steps to run ({len(jobs) - len(todo)} done earlier; {args.workers} at "
-          f"a time); ground truth first", flush=True)
-    gt = transcribe_ground_truth({"test": [str(data.test_utts[i].wav_path) for i in test_idx],
-                                  "hard": [str(data.hard_utts[i].wav_path) for i in hard_idx]}, 0)
-    gt_acc = 1.0 - tts_asr.word_error_rate(texts["test"], gt["test"]).wer
+          f"a time)", flush=True)
 
     def write_tables() -> Any:
         write_json(records_path, {"settings": settings, "rows": rows})
@@ -235,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         return write_csv(out / "tts_search_value_summary.csv", summarize(rows, seeds, gt_acc))
 
     out.mkdir(parents=True, exist_ok=True)
-    with cf.ProcessPoolExecutor(max_workers=args.workers) as pool:
+    with cf.ProcessPoolExecutor(max_workers=args.workers) as pool, cf.ProcessPoolExecutor(max_workers=1) as side:
+        # the recogniser on the recordings runs beside the first trainings (it is needed only for their results)
+        gt_future = side.submit(transcribe_ground_truth, {
+            "test": [str(data.test_utts[i].wav_path) for i in test_idx],
+            "hard": [str(data.hard_utts[i].wav_path) for i in hard_idx]}, 0)
         futures = {}
         for name, key, seed in todo:
             opts = {"steps": steps, "batch_size": preset.final_batch_size, "max_frames": preset.final_max_frames,
@@ -245,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     "asr": True, "n_keep": 0}
             futures[pool.submit(train_and_synthesize, name, key, cfg.to_dict(), train, valid, sets, opts)] = (
                 name, key, seed)
+        gt = gt_future.result()
+        gt_acc = 1.0 - tts_asr.word_error_rate(texts["test"], gt["test"]).wer
         for fut in cf.as_completed(futures):
             name, key, seed = futures[fut]
             res = fut.result()
@@ -271,12 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         keys = list(dict.fromkeys(r["key"] for r in rows))
         scores = supernet_scores(supernet_dir, args.backbone, keys, data)
         for r in rows:
-            r["supernet_reward"] = scores[r["key"]]
-        agreement = {"supernet": str(supernet_dir), **rank_agreement(rows, scores)}
+            r.update({f"supernet_{name}": v for name, v in scores[r["key"]].items()})
         write_tables()
-        write_json(out / "tts_search_value_rank_agreement.json", agreement)
-        print("search reward vs stand-alone (Kendall tau, positive = same order): "
-              + ", ".join(f"{k} {v}" for k, v in agreement.items() if "_tau_" in k or "_p_" in k))
+        agreement = write_csv(out / "tts_search_value_rank_agreement.csv", rank_agreement(rows, scores))
+        print(f"\nsupernet scores ({supernet_dir}) vs stand-alone quality: Kendall tau, positive = the same order")
+        print(agreement.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {out / 'tts_search_value.csv'} and {out / 'tts_search_value_summary.csv'}")
     return 0
 
