@@ -14,8 +14,9 @@ ground-truth recordings) and the hard-sentence error rate (``asr.robustness_erro
 errors for the duration-based backbone, plus stop and attention for the autoregressive one). The table gives the
 mean over seeds with a 95 % bootstrap interval (2,000 seeded resamples of the per-sentence results of all seeds).
 Trainings run ``--workers`` at a time, one thread each. Writes ``DIR/tts_search_value.csv`` (one row per system and
-seed) and ``DIR/tts_search_value_summary.csv`` after every training; rerunning the same command into the same folder
-resumes (``DIR/tts_search_value_records.json`` keeps the per-sentence results).
+seed) and ``DIR/tts_search_value_summary.csv`` after every training, ``DIR/tts_search_value.png`` at the end;
+rerunning the same command into the same folder resumes (``DIR/tts_search_value_records.json`` keeps the
+per-sentence results).
 
 **Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a results folder, every trained architecture is also scored on that run's final shared weights
 (``supernet/supernet_state.npz``) with the search's reward (and the backbone's other validation terms), and
@@ -161,6 +162,42 @@ def summarize(rows: list[dict[str, Any]], seeds: list[int], gt_acc: float) -> li
     return summary
 
 
+def plot_search_value(path: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
+    """Left: relative intelligibility per system (each trained member a dot, the system's mean and 95 % interval a
+    bar). Right, when the rows carry supernet scores: the search reward against stand-alone intelligibility."""
+    from matplotlib.figure import Figure
+
+    scored = [r for r in rows if r.get("supernet_valid_loss") is not None]
+    fig = Figure(figsize=(10.0 if scored else 5.0, 4.0), dpi=120)
+    axes = fig.subplots(1, 2 if scored else 1, squeeze=False)[0]
+    ax = axes[0]
+    for i, s in enumerate(summary):
+        ax.errorbar([i], [s["relative_intelligibility"]], capsize=6, fmt="s", color="black",
+                    yerr=[[s["relative_intelligibility"] - s["relative_intelligibility_ci_low"]],
+                          [s["relative_intelligibility_ci_high"] - s["relative_intelligibility"]]])
+        members = [r["relative_intelligibility"] for r in rows if r["system"] == s["system"]]
+        ax.scatter(i + np.linspace(-0.12, 0.12, len(members)) + 0.25, members, s=18, alpha=0.7)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="ground truth")
+    ax.set_xticks(range(len(summary)), [s["system"] for s in summary])
+    ax.set_ylabel("relative intelligibility (word acc. / ground truth's)")
+    ax.set_title("trained with the final budget (dots: members x seeds)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    if scored:
+        ax = axes[1]
+        for system in ("found", "baseline", "random"):
+            pts = [(r["supernet_valid_loss"], r["relative_intelligibility"]) for r in scored if r["system"] == system]
+            if pts:
+                ax.scatter(*zip(*pts), label=system, s=24)
+        ax.set_xlabel("search reward on the supernet: validation loss (lower is better)")
+        ax.set_ylabel("stand-alone relative intelligibility")
+        ax.set_title("search reward vs stand-alone quality")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def load_done(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of an earlier, interrupted run into the same folder with the same settings (resume)."""
     if not path.is_file():
@@ -288,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         agreement = write_csv(out / "tts_search_value_rank_agreement.csv", rank_agreement(rows, scores))
         print(f"\nsupernet scores ({supernet_dir}) vs stand-alone quality: Kendall tau, positive = the same order")
         print(agreement.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    plot_search_value(out / "tts_search_value.png", rows, summarize(rows, seeds, gt_acc))
     print(f"wrote {out / 'tts_search_value.csv'} and {out / 'tts_search_value_summary.csv'}")
     return 0
 

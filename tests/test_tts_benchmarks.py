@@ -76,6 +76,7 @@ def test_search_value_benchmark_compares_found_baseline_and_random_and_resumes(t
     assert reward["supernet_score"].item() == "valid_loss" and reward["n_archs"].item() == 3
     assert -1.0 <= reward["kendall_tau"].item() <= 1.0
     assert {"valid_mel", "valid_duration"} <= set(agreement["supernet_score"])
+    assert (tmp_path / "out" / "tts_search_value.png").stat().st_size > 10_000
     # the same command again trains nothing; other settings into the same folder are refused in one line
     again = run("tts_search_value.py", *args)
     assert again.returncode == 0 and "0 trainings of 3 steps to run (3 done earlier" in again.stdout
