@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default="fastspeech", choices=("fastspeech", "transformer-tts"))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-random", type=int, default=5)
+    parser.add_argument("--systems", default="found,baseline,random",
+                        help="which systems to train (e.g. found,baseline to add seeds to those two only)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the default preset's)")
     parser.add_argument("--n-test", type=int, default=None, help="test sentences (default: all 100)")
     parser.add_argument("--n-hard", type=int, default=None, help="hard sentences (default: all 100)")
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_out/tts_search_value")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    systems = {s.strip() for s in args.systems.split(",") if s.strip()}
+    if not systems or not systems <= {"found", "baseline", "random"}:
+        raise SystemExit(f"--systems {args.systems!r}: a comma-separated subset of found,baseline,random")
     found = found_arch(args.found)  # before any work: a bad --found is one line
     supernet_dir = Path(args.supernet) if args.supernet else (
         Path(args.found) if (Path(args.found) / SUPERNET_STATE).is_file() else None)
@@ -265,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(("baseline", str(TRANSFORMER_TTS_ARCH), seed))
         for k in range(args.n_random):
             jobs.append((f"random-{k}", str(space.sample(rng, 1)[0]), seed))
+    jobs = [job for job in jobs if job[0].split("-")[0] in systems]
     done = {(r["member"], r["key"], r["seed"]) for r in rows}
     todo = [job for job in jobs if job not in done]
     train, valid = pack_items(data.train), pack_items(data.valid)

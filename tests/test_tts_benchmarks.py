@@ -81,6 +81,11 @@ def test_search_value_benchmark_compares_found_baseline_and_random_and_resumes(t
     again = run("tts_search_value.py", *args)
     assert again.returncode == 0 and "0 trainings of 3 steps to run (3 done earlier" in again.stdout
     assert len(pd.read_csv(tmp_path / "out" / "tts_search_value.csv")) == 3
+    # a second seed for the found architecture only (resumes beside the first seed's rows)
+    more = run("tts_search_value.py", *args[:3], "0,1", *args[4:], "--systems", "found")
+    assert more.returncode == 0 and "1 trainings of 3 steps to run (1 done earlier" in more.stdout, more.stderr[-2000:]
+    summary = pd.read_csv(tmp_path / "out" / "tts_search_value_summary.csv").set_index("system")
+    assert summary.loc["found", "seeds"] == 2 and summary.loc["random", "seeds"] == 1
     other = run("tts_search_value.py", *args[:-2], "--steps", "4", "--out", str(tmp_path / "out"))
     assert other.returncode != 0 and "other settings (steps)" in other.stderr
 
