@@ -123,8 +123,11 @@ def rank_agreement(rows: list[dict[str, Any]], scores: dict[str, dict[str, float
         if len(members) < 3:
             continue
         backbone = get_backbone(members[0]["backbone"])
-        names = [backbone.reward] + sorted(n for n in scores[members[0]["key"]]
-                                           if n != backbone.reward and n.startswith("valid_"))
+        # a term that is the same for every architecture (e.g. valid_post when the search model has no postnet)
+        # cannot rank anything
+        names = [backbone.reward] + sorted(
+            n for n in scores[members[0]["key"]] if n != backbone.reward and n.startswith("valid_")
+            and len({scores[r["key"]].get(n) for r in members}) > 1)
         for name in names:
             # every supernet term of the fastspeech backbone is a loss; the transformer-tts reward (dfr) is not
             sign = 1.0 if name == backbone.reward and backbone.mode == "max" else -1.0
@@ -325,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if supernet_dir is not None and rows:
         keys = list(dict.fromkeys(r["key"] for r in rows))
         scores = supernet_scores(supernet_dir, args.backbone, keys, data)
-        for r in rows:
+        for r in rows:  # fresh scores replace any a resumed record carries
+            for stale in [k for k in r if k.startswith("supernet_")]:
+                del r[stale]
             r.update({f"supernet_{name}": v for name, v in scores[r["key"]].items()})
         write_tables()
         agreement = write_csv(out / "tts_search_value_rank_agreement.csv", rank_agreement(rows, scores))
