@@ -18,9 +18,10 @@ seed) and ``DIR/tts_search_value_summary.csv`` after every training, ``DIR/tts_s
 rerunning the same command into the same folder resumes (``DIR/tts_search_value_records.json`` keeps the
 per-sentence results).
 
-**Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a results folder, every trained architecture is also scored on that run's final shared weights
-(``supernet/supernet_state.npz``) with the search's reward (and the backbone's other validation terms), and
-``DIR/tts_search_value_rank_agreement.csv`` holds the Kendall tau (per seed) between each of them and the stand-alone
+**Does the search reward rank like stand-alone training?** When ``--found`` (or ``--supernet``) is a results folder,
+every trained architecture is also scored on that run's final shared weights (``supernet/supernet_state.npz``)
+with the search's reward (and the backbone's other validation terms), and ``DIR/tts_search_value_rank_agreement.csv``
+holds the Kendall tau (per seed) between each of them and the stand-alone
 relative intelligibility, hard-sentence error rate and validation loss (signs aligned: a positive tau means the
 supernet orders the architectures as training them does).
 
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
@@ -280,11 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(todo)} trainings of {steps} steps to run ({len(jobs) - len(todo)} done earlier; {args.workers} at "
           f"a time)", flush=True)
 
-    def write_tables() -> Any:
+    def write_tables() -> list[dict[str, Any]]:
         write_json(records_path, {"settings": settings, "rows": rows})
         write_csv(out / "tts_search_value.csv", [{k: v for k, v in r.items() if not k.startswith("_")}
                                                   for r in rows])
-        return write_csv(out / "tts_search_value_summary.csv", summarize(rows, seeds, gt_acc))
+        summary = summarize(rows, seeds, gt_acc)
+        write_csv(out / "tts_search_value_summary.csv", summary)
+        return summary
 
     out.mkdir(parents=True, exist_ok=True)
     with cf.ProcessPoolExecutor(max_workers=args.workers) as pool, cf.ProcessPoolExecutor(max_workers=1) as side:
@@ -322,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             write_tables()  # after every training: an interrupted run keeps what it measured and resumes
             print(f"{name} seed {seed}: relative intelligibility {rows[-1]['relative_intelligibility']:.3f}, "
                   f"hard errors {rob.error_rate:.2f}, stand-alone valid loss {res['valid_loss']:.4f}", flush=True)
-    frame = write_tables()
+    summary = write_tables()
     print(f"\nground-truth word accuracy {gt_acc:.3f} on {len(test_idx)} test sentences; {len(hard_idx)} hard")
-    print(frame.to_string(index=False))
+    print(pd.DataFrame(summary).to_string(index=False))
     if supernet_dir is not None and rows:
         keys = list(dict.fromkeys(r["key"] for r in rows))
         scores = supernet_scores(supernet_dir, args.backbone, keys, data)
@@ -332,11 +336,11 @@ def main(argv: list[str] | None = None) -> int:
             for stale in [k for k in r if k.startswith("supernet_")]:
                 del r[stale]
             r.update({f"supernet_{name}": v for name, v in scores[r["key"]].items()})
-        write_tables()
+        summary = write_tables()
         agreement = write_csv(out / "tts_search_value_rank_agreement.csv", rank_agreement(rows, scores))
         print(f"\nsupernet scores ({supernet_dir}) vs stand-alone quality: Kendall tau, positive = the same order")
         print(agreement.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    plot_search_value(out / "tts_search_value.png", rows, summarize(rows, seeds, gt_acc))
+    plot_search_value(out / "tts_search_value.png", rows, summary)
     print(f"wrote {out / 'tts_search_value.csv'} and {out / 'tts_search_value_summary.csv'}")
     return 0
 

@@ -723,4 +723,5 @@ def reading(report: dict[str, Any]) -> str:
 
 
 __all__ = ["BASELINE_NAME", "BEST_NAME", "eval_indices", "final_evaluation", "render_markdown", "system_metrics",
-           "recognise", "shuffled_epochs", "summary", "synthesize_set", "train_and_synthesize", "transcribe_ground_truth", "write_report"]
+           "recognise", "shuffled_epochs", "summary", "synthesize_set", "train_and_synthesize",
+           "transcribe_ground_truth", "write_report"]
