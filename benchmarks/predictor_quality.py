@@ -18,7 +18,7 @@ measures that directly, without a search around it:
 - the predictor so trained is ``seminas_ray.algorithm.SemiSupervisedPredictor`` (``fit`` runs exactly these steps
   with these seeds; ``tests/test_predictor_interface.py`` checks it): M = 0 is its supervised ablation, and
   ``--preset recommended`` measures the predictor that screens the recommended ``seminas`` search (SemiNAS (RE):
-  hidden 16, at most 10,000 passes per phase, M = 2,000); the job pretrains once per (seed, N) and self-trains a copy
+  hidden 16, at most 20,000 passes per phase, M = 1,000); the job pretrains once per (seed, N) and self-trains a copy
   per M, which ``fit`` would repeat;
 - scores on the held-out set: Kendall tau-b and Spearman rho between the predictions and the table's mean search
   metric (validation accuracy), and precision@50 (share of the true top 50 in the predicted top 50).

@@ -95,6 +95,7 @@ def test_benchmark_writes_rows_tables_and_plot(data_dir, tmp_path):
     (["--methods", "seminas,gradient"], "unknown method"),
     (["--budget", "100000"], "exceeds"),
     (["--seeds", "0"], "--seeds"),
+    (["--first-seed", "-1"], "--first-seed"),
     (["--set", "n_seeds=3", "--budget", "30"], "unknown SemiNAS setting"),
 ])
 def test_bad_input_is_one_clear_line(data_dir, tmp_path, args, message):
@@ -122,6 +123,14 @@ def test_predictor_methods_use_the_recommended_preset(nb201):
     job = se.Job("supervised-re", 0, 50, None, "nb201", "cifar10")
     opt = se.make_optimizer(job, nb201)
     assert opt.name == "seminas-re" and opt.config.self_training is False and opt.budget == 50
+
+
+def test_first_seed_plans_a_fresh_set_of_seeds(nb201):
+    args = se.parse_args(["--benchmark", "nb201", "--seeds", "3", "--first-seed", "10", "--budget", "100",
+                          "--methods", "seminas,tpe"])
+    jobs, methods, checkpoints = se.plan(args, nb201)
+    assert {j.seed for j in jobs} == {10, 11, 12} and methods == ["seminas", "tpe"] and checkpoints == [100]
+    assert len(jobs) == 6
 
 
 def test_sized_presets_scale_with_the_budget():
