@@ -16,6 +16,7 @@ from seminas_ray.algorithm import make_method
 from seminas_ray.algorithm import run_direct
 from seminas_ray.algorithm import search_space
 from seminas_ray.algorithm.config import parse_override
+from seminas_ray.algorithm.seminas import early_stopper
 from seminas_ray.benchmarks.loading import load_table
 
 
@@ -65,6 +66,18 @@ def test_recommended_preset_and_screen_settings():
         build_config("recommended", overrides=["screen.tournament_size=500"])
     with pytest.raises(ValueError, match="unknown|Extra|extra"):
         build_config("recommended", overrides=["screen.pool=3"])
+
+
+def test_min_holdout_turns_off_early_stopping_on_small_label_sets():
+    """The recommended preset stops early only with >= 100 held-out labels; the paper presets as before (>= 1)."""
+    cfg = build_config("recommended")
+    assert cfg.min_holdout == 100
+    assert early_stopper(cfg, 999, 0) is None and early_stopper(cfg, 1000, 0) is not None
+    paper = build_config("paper-300")
+    assert paper.min_holdout == 1 and early_stopper(paper, 10, 0) is not None and early_stopper(paper, 9, 0) is None
+    assert early_stopper(build_config("paper-300", schedule="exact"), 1000, 0) is None
+    with pytest.raises(ValueError, match="min_holdout"):
+        build_config("recommended", overrides=["min_holdout=0"])
 
 
 def test_bad_configs_are_clear():
