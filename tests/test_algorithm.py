@@ -69,9 +69,10 @@ def test_recommended_preset_and_screen_settings():
 
 
 def test_min_holdout_turns_off_early_stopping_on_small_label_sets():
-    """``min_holdout=100``: early stopping only with >= 100 held-out labels; the presets as before (>= 1)."""
-    assert build_config("recommended").min_holdout == 1
-    cfg = build_config("recommended", overrides=["min_holdout=100"])
+    """``min_holdout=100`` (the recommended preset's): early stopping only with >= 100 held-out labels; the paper
+    presets as before (>= 1)."""
+    cfg = build_config("recommended")
+    assert cfg.min_holdout == 100
     assert early_stopper(cfg, 999, 0) is None and early_stopper(cfg, 1000, 0) is not None
     paper = build_config("paper-300")
     assert paper.min_holdout == 1 and early_stopper(paper, 10, 0) is not None and early_stopper(paper, 9, 0) is None

@@ -200,12 +200,13 @@ SEMINAS_SCHEMA = dataclass_schema(SemiNASConfig, nested={"controller": CONTROLLE
 #: architectures, half its best of 10 mutations per child of regularized evolution (population 100, tournament 25);
 #: M = min(1,000, |S| - asked) pseudo-labels, the labels up-sampled 5x; the small paper-300 controller (hidden 16,
 #: MLP 64) trained at most 20,000 passes per phase (warm-started from the last round, as SemiNAS never re-initialises
-#: it), pool z-score targets. ``--set min_holdout=100`` (no early stopping below 1,000 labels) is a measured
-#: candidate, not yet part of it (docs/results.md, "The predictor on its own").
+#: it), pool z-score targets, and no early stopping until the held-out tenth has 100 labels (``min_holdout``: with
+#: fewer, its loss restored first-epoch weights and some fits ranked cells backwards; docs/results.md, "The predictor
+#: on its own").
 RECOMMENDED: dict[str, Any] = {
     "generator": "evolution", "n_seed": 20, "n_per_round": 10, "n_rounds": 28, "n_unlabelled": 1000, "top_k": 100,
     "up_sample": 5, "pretrain_epochs": 1000, "train_epochs": 500, "fast_sample_budget": 20_000,
-    "target_norm": "zscore",
+    "target_norm": "zscore", "min_holdout": 100,
     "controller": {"hidden_size": 16, "mlp_hidden_size": 64, "output_activation": "linear"},
     "screen": {"round_growth": 0.25, "candidates_per_child": 10, "pool_share": 0.5, "pool_size": 10_000,
                "population_size": 100, "tournament_size": 25},
