@@ -412,6 +412,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def seed_range(args: argparse.Namespace) -> range:
+    """The seeds a run searches: ``--first-seed`` .. ``--first-seed + --seeds - 1``."""
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def plan(args: argparse.Namespace, table: Any) -> tuple[list[Job], list[str], list[int]]:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -427,7 +432,7 @@ def plan(args: argparse.Namespace, table: Any) -> tuple[list[Job], list[str], li
         raise ValueError(f"--budget {args.budget} exceeds the {len(table):,} architectures of {table.name}")
     checkpoints = sorted({c for c in args.checkpoints if 0 < c <= args.budget} | {args.budget})
     jobs: list[Job] = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seed_range(args):
         for m in methods:
             budgets = [c for c in checkpoints if c >= 3] if m in SIZED else [args.budget]
             for b in budgets:
@@ -484,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             args.budget = max(int(r["run_budget"]) for r in rows)
         else:
             jobs, methods, checkpoints = plan(args, table)
-            seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+            seeds = list(seed_range(args))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
