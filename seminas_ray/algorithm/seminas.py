@@ -87,10 +87,10 @@ def training_epochs(config: SemiNASConfig, paper_epochs: int, n_rows: int) -> in
 
 def early_stopper(config: SemiNASConfig, n_labelled: int, seed: int) -> EarlyStopping | None:
     """The fast schedule's early stopping (held-out ``valid_fraction`` split drawn with ``seed``), or ``None`` for
-    the paper's fixed epochs or when ``n_labelled`` labels are too few to hold out ``min_holdout`` (at least one):
+    the paper's fixed epochs or when ``n_labelled`` labels are too few to hold out ``min_holdout`` (validated >= 1):
     the loss of 2-10 held-out labels is too noisy to pick an epoch, and restoring the first epoch's weights leaves
     an untrained predictor (docs/results.md, "The predictor on its own"); then the phase runs its pass budget."""
-    if config.schedule == "exact" or n_labelled * config.valid_fraction < max(1, config.min_holdout):
+    if config.schedule == "exact" or n_labelled * config.valid_fraction < config.min_holdout:
         return None
     return EarlyStopping(valid_fraction=config.valid_fraction, patience=config.patience, seed=seed)
 
